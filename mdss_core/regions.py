@@ -1,0 +1,132 @@
+"""Defect regions: connected components of the thresholded fused map, with per-region scores.
+
+Cheap numpy/OpenCV only (no torch), so the GUI may recompute regions on the UI thread when the
+user drags the threshold slider.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from mdss_core.prediction import Prediction, Region
+
+# A modality "drives" a region when its peak reaches this fraction of the other's peak.
+DRIVER_RATIO = 0.7
+
+
+def find_regions(
+    fused: np.ndarray,
+    rgb_aligned: np.ndarray,
+    sdf_map: np.ndarray,
+    threshold: float,
+    xyz: np.ndarray | None = None,
+    min_area: int = 1,
+) -> tuple[np.ndarray, list[Region]]:
+    """Label 8-connected regions of ``fused >= threshold`` and describe each one."""
+    binary = (fused >= threshold).astype(np.uint8)
+    count, labels, boxes, centroids = cv2.connectedComponentsWithStats(
+        binary, connectivity=8, ltype=cv2.CV_32S
+    )
+    regions: list[Region] = []
+    if count <= 1:
+        return labels, regions
+    # One pass over all labelled pixels instead of a mask per region.
+    on = labels.ravel() > 0
+    ids = labels.ravel()[on]
+    peaks, means = {}, {}
+    for name, arr in (("rgb", rgb_aligned), ("3d", sdf_map), ("fused", fused)):
+        peaks[name], means[name] = _reduce(arr.ravel()[on], ids, count)
+    mm2 = None
+    if xyz is not None:
+        mm2 = np.bincount(ids, weights=_pixel_area_mm2(xyz).ravel()[on], minlength=count)
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in boxes[label])
+        if area < min_area:
+            continue
+        regions.append(
+            Region(
+                label=label,
+                area_px=area,
+                area_mm2=None if mm2 is None or mm2[label] <= 0 else float(mm2[label]),
+                bbox=(y, x, y + h, x + w),
+                centroid=(float(centroids[label][1]), float(centroids[label][0])),
+                max_rgb=float(peaks["rgb"][label]),
+                mean_rgb=float(means["rgb"][label]),
+                max_3d=float(peaks["3d"][label]),
+                mean_3d=float(means["3d"][label]),
+                max_fused=float(peaks["fused"][label]),
+                mean_fused=float(means["fused"][label]),
+                driver=modality_driver(peaks["rgb"][label], peaks["3d"][label]),
+            )
+        )
+    return labels, regions
+
+
+def modality_driver(max_rgb: float, max_3d: float) -> str:
+    """Name the modality behind a region: the clearly stronger one, or both when close."""
+    if max_3d < DRIVER_RATIO * max_rgb:
+        return "colour"
+    if max_rgb < DRIVER_RATIO * max_3d:
+        return "geometry"
+    return "both"
+
+
+def region_at(prediction: Prediction, row: int, col: int) -> Region | None:
+    """The region under a pixel, or ``None`` when the pixel is outside every region."""
+    h, w = prediction.shape
+    if not (0 <= row < h and 0 <= col < w):
+        return None
+    label = int(prediction.region_labels[row, col])
+    return next((r for r in prediction.regions if r.label == label), None) if label else None
+
+
+def local_scores(prediction: Prediction, row: int, col: int) -> dict[str, float]:
+    """Scores at one pixel (what the inspector shows for a click outside any region)."""
+    return {
+        "rgb": float(prediction.rgb_map_aligned[row, col]),
+        "rgb_raw": float(prediction.rgb_map[row, col]),
+        "3d": float(prediction.sdf_map[row, col]),
+        "point": float(prediction.point_scores[row, col]),
+        "fused": float(prediction.fused_map[row, col]),
+    }
+
+
+def apply_threshold(
+    prediction: Prediction, pixel_threshold: float, xyz: np.ndarray | None = None
+) -> Prediction:
+    """Recompute regions of a prediction for a new pixel threshold (in place; returns it)."""
+    labels, regions = find_regions(
+        prediction.fused_map, prediction.rgb_map_aligned, prediction.sdf_map, pixel_threshold, xyz
+    )
+    prediction.region_labels, prediction.regions = labels, regions
+    prediction.pixel_threshold = pixel_threshold
+    return prediction
+
+
+def _reduce(values: np.ndarray, ids: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    peak = np.full(count, -np.inf)
+    np.maximum.at(peak, ids, values)
+    mean = np.bincount(ids, weights=values, minlength=count) / np.maximum(
+        np.bincount(ids, minlength=count), 1
+    )
+    return peak, mean
+
+
+def _pixel_area_mm2(xyz: np.ndarray) -> np.ndarray:
+    """Metric footprint of each pixel from neighbouring points (0 where the cloud has a gap)."""
+    valid = np.any(xyz != 0, axis=2)
+    dx = np.zeros(valid.shape, np.float32)
+    dy = np.zeros(valid.shape, np.float32)
+    both_x = valid[:, 1:] & valid[:, :-1]
+    both_y = valid[1:, :] & valid[:-1, :]
+    step_x = np.linalg.norm(xyz[:, 1:, :2] - xyz[:, :-1, :2], axis=2)
+    step_y = np.linalg.norm(xyz[1:, :, :2] - xyz[:-1, :, :2], axis=2)
+    dx[:, 1:] = np.where(both_x, step_x, 0)
+    dy[1:, :] = np.where(both_y, step_y, 0)
+    # Use the median spacing for isolated points so a valid pixel never has zero area.
+    mx = np.median(step_x[both_x]) if both_x.any() else 0.0
+    my = np.median(step_y[both_y]) if both_y.any() else 0.0
+    dx = np.where(valid & (dx == 0), mx, dx)
+    dy = np.where(valid & (dy == 0), my, dy)
+    return np.where(valid, dx * dy * 1e6, 0.0)  # m² → mm²
