@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from mdss_core.errors import MDSSError
 
 # Each module defines ``register(subparsers)`` (adding a parser with ``func=run``) and ``run``.
-COMMAND_MODULES = ("mdss_core.cli.synth_cmd",)
+COMMAND_MODULES = (
+    "mdss_core.cli.synth_cmd",
+    "mdss_core.cli.train_cmd",
+    "mdss_core.cli.predict_cmd",
+    "mdss_core.cli.evaluate_cmd",
+    "mdss_core.cli.teacher_cmd",
+    "mdss_core.cli.demo_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,42 @@
+"""`mdss predict MODEL INPUT… --out DIR`: float32 TIFF maps, PNG overlays and a CSV of scores."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mdss_core.cli.progress_bar import ProgressBar
+from mdss_core.devices import DEVICE_CHOICES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("predict", help="score samples and write maps + a CSV")
+    p.add_argument("model", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+", help="sample folders or datasets")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--category", help="category when an input holds several")
+    p.add_argument("--split", help="only this split (e.g. test)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--no-png", action="store_true", help="skip the PNG overlays")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mdss_core.export import ResultWriter
+    from mdss_core.io import open_dataset
+    from mdss_core.model import MDSSModel
+
+    model = MDSSModel.load(args.model, device=args.device)
+    origin = model.teacher_origin
+    print(f"model '{model.name}' (teacher: {origin.get('kind', '?')}) on {model.device}")
+    refs = []
+    for path in args.inputs:
+        refs += list(open_dataset(path, category=args.category, split=args.split))
+    writer = ResultWriter(args.out, png=not args.no_png)
+    flagged = 0
+    for ref, prediction in model.predict_many(refs, progress=ProgressBar()):
+        writer.add(ref, prediction)
+        flagged += prediction.is_anomalous
+    csv_path = writer.close()
+    print(f"{len(refs)} samples, {flagged} flagged anomalous; scores in {csv_path}")
+    return 0

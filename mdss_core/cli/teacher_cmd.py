@@ -1,0 +1,144 @@
+"""`mdss teacher download|import|distill`: get a teacher PDN file for the RGB branch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from pathlib import Path
+
+from mdss_core.cli.progress_bar import ProgressBar
+from mdss_core.devices import DEVICE_CHOICES, resolve_device
+from mdss_core.errors import MDSSError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("teacher", help="download, import or distill a teacher PDN")
+    actions = parser.add_subparsers(dest="teacher_action", required=True)
+
+    from mdss_core.rgb.teacher_download import PUBLISHED_SHA256, PUBLISHED_URL
+
+    download = actions.add_parser("download", help="fetch the published EfficientAD teacher")
+    download.add_argument("--size", default="small", choices=("small", "medium"))
+    download.add_argument(
+        "--cache", type=Path, help="cache folder (default: $MDSS_CACHE_DIR or ~/.cache/mdss)"
+    )
+    download.add_argument("--url", default=PUBLISHED_URL, help="archive URL (a mirror)")
+    download.add_argument("--sha256", default=PUBLISHED_SHA256, help="expected archive sha256")
+    download.set_defaults(func=run)
+
+    convert = actions.add_parser(
+        "import", help="check a teacher file (.pth/.safetensors) and convert it to mdss format"
+    )
+    convert.add_argument("file", type=Path, help="teacher weights (nelson or anomalib keys)")
+    convert.add_argument("--out", type=Path, help="mdss teacher file to write (.safetensors)")
+    convert.add_argument("--size", choices=("small", "medium"), help="require this PDN size")
+    convert.set_defaults(func=run)
+
+    distill = actions.add_parser(
+        "distill", help="distil WideResNet-101-2 features into a new teacher (GPU advised)"
+    )
+    distill.add_argument(
+        "--backbone",
+        type=Path,
+        required=True,
+        help="wide_resnet101_2 state dict (torchvision key names)",
+    )
+    distill.add_argument("--images", type=Path, required=True, help="folder of training images")
+    distill.add_argument("--out", type=Path, required=True, help="teacher file to write")
+    distill.add_argument("--steps", type=int, help="training steps (default 60000)")
+    distill.add_argument("--size", default="small", choices=("small", "medium"))
+    distill.add_argument("--image-size", type=int, default=256)
+    distill.add_argument("--batch-size", type=int, default=16)
+    distill.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument(
+        "--backbone-blocks",
+        default="3,4,23",
+        help="bottleneck blocks in layers 1-3 (wide_resnet50_2: 3,4,6)",
+    )
+    distill.add_argument(
+        "--backbone-width",
+        type=int,
+        default=128,
+        help="width per group (128 for wide ResNets, 64 for plain ResNets)",
+    )
+    distill.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.teacher_action == "download":
+        return _download(args)
+    if args.teacher_action == "import":
+        return _import(args)
+    return _distill(args)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from mdss_core.rgb.teacher import load_teacher_file
+    from mdss_core.rgb.teacher_download import download_teacher
+
+    path = download_teacher(
+        args.size,
+        args.cache,
+        args.url,
+        args.sha256,
+        progress=ProgressBar(),
+        cancel=threading.Event(),
+    )
+    _, origin = load_teacher_file(path, args.size)  # proves the file is a usable teacher
+    print(f"teacher PDN-{origin['size']} ({origin['format']} keys): {path}")
+    print(f"use it with: mdss train … --teacher {path}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from mdss_core.rgb.teacher import load_teacher_file, save_teacher_file
+
+    teacher, origin = load_teacher_file(args.file, args.size)
+    print(
+        f"{args.file}: PDN-{origin['size']} teacher, {origin['format']} keys, "
+        f"sha256 {origin['sha256'][:16]}…"
+    )
+    out = args.out
+    if out is None and args.file.suffix.lower() != ".safetensors":
+        out = args.file.with_suffix(".safetensors")
+    if out is None:
+        return 0  # already a safetensors file and no --out: checking was the job
+    if out.resolve() == args.file.resolve():
+        raise MDSSError(f"{out}: --out must differ from the input file")
+    save_teacher_file(teacher, origin, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from mdss_core.rgb.teacher import save_teacher_file
+    from mdss_core.rgb.teacher_distill import DEFAULT_DISTILL_STEPS, BackboneSpec, distill_teacher
+
+    try:
+        blocks = tuple(int(part) for part in args.backbone_blocks.split(","))
+    except ValueError:
+        blocks = ()
+    if len(blocks) != 3 or min(blocks) < 1:
+        raise MDSSError(
+            f"--backbone-blocks must be three positive integers, not {args.backbone_blocks!r}"
+        )
+    name = "wide_resnet101_2" if (blocks, args.backbone_width) == ((3, 4, 23), 128) else "resnet"
+    spec = BackboneSpec(blocks=blocks, width_per_group=args.backbone_width, name=name)
+    teacher, origin = distill_teacher(
+        args.backbone,
+        args.images,
+        size=args.size,
+        steps=args.steps or DEFAULT_DISTILL_STEPS,
+        image_size=args.image_size,
+        progress=ProgressBar(),
+        cancel=threading.Event(),
+        seed=args.seed,
+        backbone=spec,
+        batch_size=args.batch_size,
+        device=resolve_device(args.device),
+    )
+    save_teacher_file(teacher, origin, args.out)
+    print(f"wrote {args.out} ({json.dumps({'final_loss': origin['final_loss']})})")
+    return 0

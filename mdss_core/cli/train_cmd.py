@@ -1,0 +1,67 @@
+"""`mdss train DATA --category C --out MODEL`: fit a model and write it atomically."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+from mdss_core.cli.progress_bar import ProgressBar
+from mdss_core.config import PRESETS, get_preset
+from mdss_core.devices import DEVICE_CHOICES, device_label, resolve_device
+from mdss_core.errors import MDSSError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a model on one category's normal samples")
+    p.add_argument("data", type=Path, help="MVTec 3D-AD root, category folder or sample folder")
+    p.add_argument("--category", help="category name when DATA holds several")
+    p.add_argument("--out", type=Path, required=True, help="model file to write (.mdss)")
+    p.add_argument("--preset", default="fast", choices=sorted(PRESETS))
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--teacher", help="teacher weights file (default: the offline default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rgb-steps", type=int, help="override the preset's student steps")
+    p.add_argument("--sdf-steps", type=int, help="override the preset's 3D network steps")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mdss_core.io import open_dataset
+    from mdss_core.model import MDSSModel
+
+    if args.out.exists() and not args.force:
+        raise MDSSError(f"{args.out}: already exists (use --force to replace it)")
+    dataset = open_dataset(args.data, category=args.category)
+    config = get_preset(args.preset).with_seed(args.seed)
+    if args.rgb_steps:
+        config.rgb = replace(config.rgb, steps=args.rgb_steps)
+    if args.sdf_steps:
+        config.sdf = replace(config.sdf, steps=args.sdf_steps)
+    device = resolve_device(args.device)
+    n_train, n_val = len(dataset.select("train")), len(dataset.select("validation"))
+    name = dataset.category or dataset.root.name
+    print(
+        f"training '{name}' ({n_train} train, {n_val} validation) preset={args.preset} "
+        f"on {device_label(device)}"
+    )
+    model = MDSSModel.fit(
+        dataset,
+        config,
+        teacher=args.teacher,
+        device=device,
+        progress=ProgressBar(),
+        cancel=threading.Event(),
+    )
+    model.save(args.out)
+    origin = model.teacher_origin
+    print(f"teacher: {origin.get('kind', '?')} {origin.get('name', '')}".rstrip())
+    print(
+        f"thresholds: image {model.image_threshold:.5g}, pixel {model.pixel_threshold:.5g}; "
+        f"trained in {model.training['seconds']} s"
+    )
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    return 0

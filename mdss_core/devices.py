@@ -1,0 +1,43 @@
+"""Which torch device to run on: ``auto`` picks CUDA when present, else the CPU."""
+
+from __future__ import annotations
+
+from mdss_core.errors import MDSSError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn a user choice into a torch device string; asking for CUDA without one is an error."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MDSSError("device 'cuda' requested but no CUDA GPU is available (use cpu)")
+        return device
+    if device == "cpu":
+        return "cpu"
+    raise MDSSError(f"unknown device '{device}' (choose from {', '.join(DEVICE_CHOICES)})")
+
+
+def device_label(device: str) -> str:
+    """Name for the status bar, e.g. ``CUDA: NVIDIA H100 80GB HBM3`` or ``CPU (2 threads)``."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"CUDA: {torch.cuda.get_device_name(torch.device(device))}"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """Choices for a device menu: ``[(value, label), …]`` with the GPU's name when present."""
+    import torch
+
+    auto = resolve_device("auto")
+    choices = [("auto", f"Auto ({device_label(auto)})"), ("cpu", device_label("cpu"))]
+    if torch.cuda.is_available():
+        choices.append(("cuda", device_label("cuda")))
+    return choices

@@ -1,0 +1,378 @@
+"""`MDSSModel`: the engine's façade — fit, predict, evaluate, save, load.
+
+One model file: safetensors tensors (``rgb.*`` teacher/student/statistics, ``sdf.*`` network)
+with JSON metadata (format version, config, teacher origin, calibration, training record).
+Written atomically; loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mdss_core import __version__
+from mdss_core.config import MDSSConfig, get_preset
+from mdss_core.devices import resolve_device
+from mdss_core.errors import DataError, ModelFileError
+from mdss_core.fusion import Calibration, calibrate, fuse_maps, image_score
+from mdss_core.geometry.infer import point_scores, scores_to_map
+from mdss_core.geometry.network import SDFNet, build_sdf_net
+from mdss_core.geometry.train import train_sdf
+from mdss_core.io.layout import DatasetIndex
+from mdss_core.io.sample import Sample, SampleRef
+from mdss_core.prediction import Prediction
+from mdss_core.preprocess.patches import make_patches
+from mdss_core.preprocess.pipeline import PreparedSample, prepare
+from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
+from mdss_core.regions import find_regions
+from mdss_core.rgb.train import RGBBranch, train_student
+
+FORMAT = "mdss-model"
+FORMAT_VERSION = 1
+MODEL_SUFFIX = ".mdss"
+
+
+class MDSSModel:
+    """A trained MDSS model for one product category."""
+
+    def __init__(
+        self,
+        config: MDSSConfig,
+        rgb: RGBBranch,
+        sdf: SDFNet,
+        calibration: Calibration,
+        teacher_origin: dict[str, Any],
+        training: dict[str, Any] | None = None,
+        name: str = "model",
+        device: str = "cpu",
+    ) -> None:
+        self.config = config
+        self.rgb = rgb.to(device).eval()
+        self.sdf = sdf.to(device).eval()
+        self.calibration = calibration
+        self.teacher_origin = teacher_origin
+        self.training = training or {}
+        self.name = name
+        self.device = device
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def fit(
+        cls,
+        dataset: DatasetIndex | Sequence[SampleRef],
+        config: MDSSConfig | str = "fast",
+        *,
+        teacher: str | Path | None = None,
+        device: str = "auto",
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> MDSSModel:
+        """Train on the ``train`` split; calibrate fusion and thresholds on ``validation``.
+
+        Without a validation split, ``config.holdout_fraction`` of the training samples (at least
+        one) is held out for calibration. Raises ``Cancelled`` when the token is set; nothing is
+        written to disk here, so a cancelled run leaves the user's files untouched.
+        """
+        if isinstance(config, str):
+            config = get_preset(config)
+        device = resolve_device(device)
+        started = time.perf_counter()
+        train_refs, val_refs = _split_for_training(dataset, config)
+        torch.manual_seed(config.seed)
+
+        train = _prepare_all(train_refs, config, "prepare", progress, cancel)
+        val = _prepare_all(val_refs, config, "prepare-val", progress, cancel)
+        teacher_net, origin = _resolve_teacher(teacher, config)
+
+        images = np.stack([p.rgb for p in train])
+        masks = np.stack([p.foreground_mask for p in train])
+        rgb = train_student(teacher_net, images, masks, config.rgb, device, progress, cancel)
+        sdf = train_sdf([p.points for p in train], config.sdf, device, progress, cancel)
+
+        model = cls(config, rgb, sdf, _PENDING, origin, name="model", device=device)
+        report(progress, "calibrate", 0, len(val))
+        rgb_maps, sdf_maps = [], []
+        for i, prepared in enumerate(val):
+            check_cancel(cancel, "calibration")
+            rgb_map, sdf_map, _ = model._branch_maps(prepared)
+            rgb_maps.append(rgb_map)
+            sdf_maps.append(sdf_map)
+            report(progress, "calibrate", i + 1, len(val))
+        model.calibration = calibrate(rgb_maps, sdf_maps, [p.foreground_mask for p in val])
+        model.training = {
+            "seconds": round(time.perf_counter() - started, 1),
+            "device": device,
+            "n_train": len(train),
+            "n_validation": len(val),
+            "dataset": str(getattr(dataset, "root", "")),
+            "category": getattr(dataset, "category", ""),
+            "mdss_version": __version__,
+        }
+        model.name = getattr(dataset, "category", "") or "model"
+        return model
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def image_threshold(self) -> float:
+        return self.calibration.image_threshold
+
+    @property
+    def pixel_threshold(self) -> float:
+        return self.calibration.pixel_threshold
+
+    def _branch_maps(self, prepared: PreparedSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB map, blurred 3D map and unblurred per-point grid, all at model size."""
+        cfg = self.config
+        rgb_map = self.rgb.anomaly_maps(prepared.rgb[None], amp=cfg.rgb.amp)[0]
+        # Background pixels are outside what the student was taught (masked loss): zero them.
+        rgb_map = np.where(prepared.foreground_mask, rgb_map, 0.0).astype(np.float32)
+        patches = make_patches(
+            prepared.points, cfg.sdf.points_per_patch, cfg.sdf.coverage, seed=cfg.seed
+        )
+        scores = point_scores(self.sdf, prepared.points, patches, self.device)
+        point_grid = scores_to_map(scores, prepared.pixel_index, prepared.size, sigma=0)
+        sdf_map = scores_to_map(scores, prepared.pixel_index, prepared.size, cfg.sdf_blur_sigma)
+        return rgb_map, sdf_map, point_grid
+
+    def predict(self, sample: Sample) -> Prediction:
+        """Maps, per-point scores, image scores and regions at the sample's own resolution."""
+        t0 = time.perf_counter()
+        prepared = prepare(
+            sample.rgb, sample.xyz, sample.gt, self.config.preprocess, sample.ref.xyz_path
+        )
+        t1 = time.perf_counter()
+        rgb_small, sdf_small, point_small = self._branch_maps(prepared)
+        t2 = time.perf_counter()
+        h, w = sample.shape
+        rgb_map = _resize(rgb_small, h, w)
+        sdf_map = _resize(sdf_small, h, w)
+        aligned = self.calibration.align_rgb(rgb_map)
+        fused = fuse_maps(aligned, sdf_map)
+        object_mask = prepared.object_mask_full
+        point_map = cv2.resize(point_small, (w, h), interpolation=cv2.INTER_NEAREST)
+        point_map = np.where(object_mask, point_map, 0.0).astype(np.float32)
+        object_xyz = np.where(object_mask[..., None], sample.xyz, 0.0)
+        labels, regions = find_regions(fused, aligned, sdf_map, self.pixel_threshold, object_xyz)
+        t3 = time.perf_counter()
+        return Prediction(
+            sample_key=sample.ref.key,
+            rgb_map=rgb_map,
+            rgb_map_aligned=aligned,
+            sdf_map=sdf_map,
+            point_scores=point_map,
+            object_mask=object_mask,
+            fused_map=fused,
+            score_rgb=float(rgb_small.max()),
+            score_3d=float(sdf_small.max()),
+            score_fused=image_score(rgb_small, sdf_small),
+            image_threshold=self.image_threshold,
+            pixel_threshold=self.pixel_threshold,
+            region_labels=labels,
+            regions=regions,
+            timings_ms={
+                "preprocess": 1e3 * (t1 - t0),
+                "branches": 1e3 * (t2 - t1),
+                "fusion": 1e3 * (t3 - t2),
+                "total": 1e3 * (t3 - t0),
+            },
+        )
+
+    def predict_many(
+        self,
+        refs: Iterable[SampleRef],
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[tuple[SampleRef, Prediction]]:
+        """Predict samples one by one, yielding as they finish (the GUI shows them as they come)."""
+        refs = list(refs)
+        for i, ref in enumerate(refs):
+            check_cancel(cancel, "prediction")
+            yield ref, self.predict(ref.load())
+            report(progress, "predict", i + 1, len(refs), ref.key)
+
+    def evaluate(
+        self,
+        dataset: DatasetIndex | Sequence[SampleRef],
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ):
+        """Paper-style I-AUROC / AUPRO table on the test split (see ``mdss_core.evaluation``)."""
+        from mdss_core.evaluation import evaluate_model
+
+        return evaluate_model(self, dataset, progress, cancel)
+
+    # ------------------------------------------------------------------ files
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "format_version": FORMAT_VERSION,
+            "preset": self.config.preset,
+            "device": self.device,
+            "teacher": self.teacher_origin,
+            "image_threshold": self.image_threshold,
+            "pixel_threshold": self.pixel_threshold,
+            "training": self.training,
+        }
+
+    def save(self, path: str | Path, half: bool = False) -> Path:
+        """Write the model atomically (temp file in the same folder, then rename).
+
+        ``half`` stores floating tensors as float16 (half the size; used for the shipped demo
+        model); loading always restores float32 parameters.
+        """
+        path = Path(path)
+        tensors = {f"rgb.{k}": v for k, v in self.rgb.state_dict().items()}
+        tensors.update({f"sdf.{k}": v for k, v in self.sdf.state_dict().items()})
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        if half:
+            tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        metadata = {
+            "format": FORMAT,
+            "format_version": str(FORMAT_VERSION),
+            "name": self.name,
+            "config": json.dumps(self.config.to_dict()),
+            "teacher_origin": json.dumps(self.teacher_origin),
+            "calibration": json.dumps(self.calibration.to_dict()),
+            "training": json.dumps(self.training),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> MDSSModel:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(path, "model file not found")
+        metadata = _read_metadata(path)
+        if metadata.get("format") != FORMAT:
+            raise ModelFileError(path, "not an mdss model file (no mdss metadata)")
+        try:
+            version = int(metadata.get("format_version", "0"))
+        except ValueError:
+            raise ModelFileError(path, "damaged model file (bad format version)") from None
+        if version > FORMAT_VERSION:
+            raise ModelFileError(
+                path,
+                f"written by a newer mdss (model format {version}); this version reads up to "
+                f"{FORMAT_VERSION} — update mdss",
+            )
+        try:
+            config = MDSSConfig.from_dict(json.loads(metadata["config"]))
+            calibration = Calibration.from_dict(json.loads(metadata["calibration"]))
+            origin = json.loads(metadata.get("teacher_origin", "{}"))
+            training = json.loads(metadata.get("training", "{}"))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(path, f"damaged model metadata ({exc})") from None
+        device = resolve_device(device)
+        tensors = load_file(str(path), device="cpu")
+        rgb = RGBBranch.from_state_dict(
+            _strip(tensors, "rgb."), config.rgb.pdn_size, source=str(path)
+        )
+        sdf = build_sdf_net(config.sdf)
+        sdf_state = _strip(tensors, "sdf.")
+        try:
+            sdf.load_state_dict(sdf_state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            problem = f"3D network tensors do not match its config: {first}"
+            raise ModelFileError(path, problem) from None
+        name = metadata.get("name", path.stem)
+        return cls(config, rgb, sdf, calibration, origin, training, name, device)
+
+
+# Placeholder calibration while a model is being fitted (replaced before fit returns).
+_PENDING = Calibration.from_dict(
+    {
+        "rgb": {"mean": 0.0, "std": 1.0},
+        "sdf": {"mean": 0.0, "std": 1.0},
+        "image_threshold": 0.0,
+        "pixel_threshold": 0.0,
+        "n_samples": 0,
+    }
+)
+
+
+def _split_for_training(
+    dataset: DatasetIndex | Sequence[SampleRef], config: MDSSConfig
+) -> tuple[list[SampleRef], list[SampleRef]]:
+    refs = list(dataset)
+    train = [r for r in refs if r.split == "train"] or [r for r in refs if r.split == ""]
+    val = [r for r in refs if r.split == "validation"]
+    root = getattr(dataset, "root", "dataset")
+    if not train:
+        raise DataError(root, "no training samples (expected a train/good folder)")
+    if any(r.label == 1 for r in train):
+        raise DataError(root, "training samples must be defect-free (train holds anomalies)")
+    if not val:
+        if len(train) < 2:
+            raise DataError(root, "need at least 2 normal samples (1 to train, 1 to calibrate)")
+        count = max(1, round(len(train) * config.holdout_fraction))
+        rng = np.random.default_rng(config.seed)
+        held = set(rng.choice(len(train), count, replace=False).tolist())
+        val = [r for i, r in enumerate(train) if i in held]
+        train = [r for i, r in enumerate(train) if i not in held]
+    return train, val
+
+
+def _prepare_all(
+    refs: Sequence[SampleRef],
+    config: MDSSConfig,
+    stage: str,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> list[PreparedSample]:
+    prepared = []
+    for i, ref in enumerate(refs):
+        check_cancel(cancel, "data preparation")
+        sample = ref.load()
+        prepared.append(prepare(sample.rgb, sample.xyz, None, config.preprocess, ref.xyz_path))
+        report(progress, stage, i + 1, len(refs), ref.key)
+    return prepared
+
+
+def _resolve_teacher(teacher: str | Path | None, config: MDSSConfig):
+    from mdss_core.rgb.teacher import default_teacher, load_teacher_file
+
+    if teacher is None or str(teacher) == "default":
+        return default_teacher(config.rgb.pdn_size, seed=config.seed)
+    net, origin = load_teacher_file(teacher, config.rgb.pdn_size)
+    return net, origin
+
+
+def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    if image.shape == (h, w):
+        return image.astype(np.float32, copy=False)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(path, f"not an mdss model file ({exc})") from None

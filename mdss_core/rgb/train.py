@@ -1,0 +1,315 @@
+"""Student training with MDSS's masked dynamic loss, and the trained RGB branch (paper 3.1)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from mdss_core.errors import ModelFileError
+from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
+from mdss_core.rgb.config import RGBConfig
+from mdss_core.rgb.maps import mask_to_grid, squared_difference_map, upsample_map
+from mdss_core.rgb.pdn import PDN, init_pdn_, normalize_images, pdn_output_size
+
+# torch.quantile refuses inputs above 2^24 elements; kthvalue has no such limit, but the
+# subsample keeps the selection cost bounded for large batches (4×384×56×56 ≈ 4.8 M fits).
+QUANTILE_MAX_ELEMENTS = 1 << 24
+# Teacher outputs are cached for the whole training set when they fit in this many bytes
+# (no augmentation, so each image's teacher output never changes); saves a teacher forward
+# per step, about a quarter of the step time.
+TEACHER_CACHE_BYTES = 1 << 30
+_STD_FLOOR = 1e-6  # a constant teacher channel must not divide by zero
+
+
+def dynamic_loss(diff: torch.Tensor, mask: torch.Tensor | None, d: float) -> torch.Tensor:
+    """MDSS dynamic loss (Eq. 1): mean of the masked squared differences ≥ their d-quantile.
+
+    ``diff`` is D (N×C×h×w), ``mask`` M (N×1×h×w, 0/1; ``None`` = everything is foreground).
+    The quantile is taken over the FOREGROUND elements of D⊙M only, not over all of D⊙M as the
+    equation literally reads. With the literal reading the background zeros shift the quantile
+    by the object's area: a part covering 30 % of the grid at d = 0.99 would average its top
+    3.3 % of errors, a part under 1 % of the grid would average all of them (or, with "≥",
+    dilute the mean with zeros). Over the foreground, d means the same thing for every object
+    and image: "the worst (1 − d) share of the object's errors" — EfficientAD's hard loss
+    restricted to the object. Background elements are never selected.
+
+    The quantile is the "higher" order statistic (``kthvalue``; ``torch.quantile`` sorts and is
+    ~10× slower here); elements ≥ it are averaged, so at least one element is always selected.
+    Inputs above 2^24 foreground elements are subsampled with a fixed stride for the quantile.
+    """
+    values = diff.reshape(-1) if mask is None else diff[(mask > 0).expand_as(diff)]
+    if values.numel() == 0:
+        return diff.sum() * 0.0  # no foreground: a zero loss that still backpropagates
+    threshold = _higher_quantile(values.detach().float(), d)
+    return values[values >= threshold].mean()
+
+
+def _higher_quantile(values: torch.Tensor, d: float) -> torch.Tensor:
+    if values.numel() > QUANTILE_MAX_ELEMENTS:
+        stride = math.ceil(values.numel() / QUANTILE_MAX_ELEMENTS)
+        values = values[::stride]  # deterministic subsample, no RNG involved
+    rank = math.ceil(d * (values.numel() - 1)) + 1  # 1-based rank of the "higher" quantile
+    return torch.kthvalue(values, rank).values
+
+
+def cosine_d(step: int, total: int, d_start: float, d_end: float) -> float:
+    """Dynamic factor at ``step`` (0-based) of ``total``: cosine from d_start to d_end."""
+    if total <= 1:
+        return d_end
+    progress = min(max(step / (total - 1), 0.0), 1.0)
+    return d_end + (d_start - d_end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _batches(images: np.ndarray | torch.Tensor, batch_size: int) -> Iterator[slice]:
+    for start in range(0, len(images), batch_size):
+        yield slice(start, min(start + batch_size, len(images)))
+
+
+@torch.no_grad()
+def compute_teacher_stats(
+    teacher: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (C each) of the teacher outputs over all images and positions."""
+    mean, std, _ = _teacher_pass(teacher, images, batch_size, torch.device(device), keep=False)
+    return mean, std
+
+
+def _teacher_pass(
+    teacher: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    keep: bool,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+    """One pass over the images: channel statistics, and optionally the raw outputs.
+
+    Reports ``stage="rgb-stats"`` per image batch (a few minutes for hundreds of 256² images on
+    a CPU) and honours ``cancel`` between batches.
+    """
+    total = None
+    total_sq = None
+    count = 0
+    kept: list[torch.Tensor] | None = [] if keep else None
+    teacher.eval()
+    for part in _batches(images, batch_size):
+        check_cancel(cancel, "teacher statistics")
+        out = teacher(normalize_images(images[part]).to(device)).float()
+        # float64 sums: millions of values per channel would lose precision in float32.
+        flat = out.transpose(0, 1).reshape(out.shape[1], -1).double()
+        total = flat.sum(1) if total is None else total + flat.sum(1)
+        total_sq = (flat**2).sum(1) if total_sq is None else total_sq + (flat**2).sum(1)
+        count += flat.shape[1]
+        if kept is not None:
+            kept.append(out)
+        report(progress, "rgb-stats", part.stop, len(images), "teacher statistics")
+    if total is None or total_sq is None:
+        raise ValueError("no images to compute teacher statistics from")
+    mean = total / count
+    var = (total_sq / count - mean**2).clamp_min(0.0)
+    std = var.sqrt().clamp_min(_STD_FLOOR)
+    return mean.float(), std.float(), kept
+
+
+class RGBBranch(nn.Module):
+    """Trained RGB branch: frozen teacher, student, and the teacher's channel mean/std.
+
+    ``state_dict()`` holds only tensors (``teacher.*``, ``student.*``, ``mean``, ``std``) and
+    can go straight into safetensors; the PDN size and config travel as JSON beside it.
+    """
+
+    def __init__(self, teacher: PDN, student: PDN, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.student = student
+        channels = teacher.out_channels
+        self.register_buffer("mean", mean.detach().reshape(1, channels, 1, 1).float().clone())
+        self.register_buffer("std", std.detach().reshape(1, channels, 1, 1).float().clone())
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+
+    @classmethod
+    def empty(cls, pdn_size: str = "small") -> RGBBranch:
+        """An untrained branch of the right shapes, to load a state dict into."""
+        channels = PDN(pdn_size).out_channels
+        return cls(PDN(pdn_size), PDN(pdn_size), torch.zeros(channels), torch.ones(channels))
+
+    @classmethod
+    def from_state_dict(
+        cls, state: dict[str, torch.Tensor], pdn_size: str = "small", source: str = "model file"
+    ) -> RGBBranch:
+        """Rebuild a branch from its tensors; missing or mis-shaped tensors → ``ModelFileError``."""
+        branch = cls.empty(pdn_size)
+        expected = branch.state_dict()
+        missing = sorted(set(expected) - set(state))
+        if missing:
+            raise ModelFileError(source, f"RGB branch tensors missing: {missing[:3]}")
+        for key, tensor in expected.items():
+            if tuple(state[key].shape) != tuple(tensor.shape):
+                raise ModelFileError(
+                    source,
+                    f"RGB tensor {key} has shape {tuple(state[key].shape)}, "
+                    f"expected {tuple(tensor.shape)} for PDN-{pdn_size}",
+                )
+        branch.load_state_dict({key: state[key] for key in expected})
+        return branch.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def normalized_teacher(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.teacher(x).float() - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised N×3×S×S → cell anomaly map N×1×h×w."""
+        return squared_difference_map(self.normalized_teacher(x), self.student(x))
+
+    def anomaly_maps(
+        self, images: np.ndarray | torch.Tensor, batch_size: int = 8, amp: bool = False
+    ) -> np.ndarray:
+        """uint8 N×H×W×3 images (or a float tensor, see ``normalize_images``) → N×H×W float32.
+
+        Channel mean of the squared normalised difference at h×w, padded by 4 cells and
+        bilinearly resized to the input size. ``amp`` autocasts on CUDA only.
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = images[None]
+        self.eval()
+        maps: list[np.ndarray] = []
+        use_amp = amp and self.device.type == "cuda"
+        autocast = (
+            torch.autocast("cuda", dtype=_autocast_dtype(self.device, True))
+            if use_amp
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            for part in _batches(images, batch_size):
+                x = normalize_images(images[part]).to(self.device)
+                pixel = upsample_map(self(x).float(), tuple(x.shape[-2:]))
+                maps.append(pixel[:, 0].float().cpu().numpy())
+        if not maps:
+            return np.zeros((0, 0, 0), dtype=np.float32)
+        return np.concatenate(maps).astype(np.float32, copy=False)
+
+
+def _check_training_arrays(images: np.ndarray, masks: np.ndarray | None) -> None:
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 N×S×S×3, got {images.dtype} {images.shape}")
+    if len(images) == 0:
+        raise ValueError("no training images")
+    if masks is not None and masks.shape != images.shape[:3]:
+        raise ValueError(f"masks must be N×S×S matching images, got {masks.shape}")
+
+
+def _autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def train_student(
+    teacher: PDN,
+    images: np.ndarray,
+    masks: np.ndarray | None,
+    config: RGBConfig,
+    device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> RGBBranch:
+    """Train a student to imitate the normalised teacher on normal images (Table 1 settings).
+
+    ``images`` uint8 N×S×S×3, ``masks`` bool N×S×S foreground (used when ``config.mask_on``;
+    an all-background mask counts as all foreground so such an image still teaches something).
+    Reports ``stage="rgb-stats"`` during the teacher pass, then ``stage="rgb"`` once per step
+    with metrics ``loss`` and ``d``; raises ``Cancelled`` between batches and steps.
+    Deterministic on CPU for a given seed. The teacher passed in is not modified.
+    """
+    _check_training_arrays(images, masks)
+    device = torch.device(device)
+    size = images.shape[1]
+    check_cancel(cancel, "RGB training")
+
+    teacher = copy.deepcopy(teacher).to(device).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    grid = pdn_output_size(size, teacher.size)
+    cache_bytes = len(images) * teacher.out_channels * grid * grid * 4
+    with torch.no_grad():
+        mean, std, outputs = _teacher_pass(
+            teacher,
+            images,
+            config.batch_size,
+            device,
+            keep=cache_bytes <= TEACHER_CACHE_BYTES,
+            progress=progress,
+            cancel=cancel,
+        )
+    mean, std = mean.to(device), std.to(device)
+    student = init_pdn_(PDN(teacher.size, teacher.out_channels), config.seed, "torch-default")
+    branch = RGBBranch(teacher, student, mean, std).to(device)
+    branch.student.train()
+    cached = None
+    if outputs is not None:
+        cached = torch.cat(outputs)
+        outputs.clear()
+        cached.sub_(branch.mean).div_(branch.std)
+    cell_masks = _cell_masks(masks if config.mask_on else None, grid, device)
+
+    optimizer = torch.optim.Adam(
+        branch.student.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    amp_dtype = _autocast_dtype(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    rng = np.random.default_rng(config.seed)
+    order = np.empty(0, dtype=np.int64)
+    for step in range(config.steps):
+        check_cancel(cancel, "RGB training")
+        while len(order) < config.batch_size:  # a fresh permutation per epoch
+            order = np.concatenate([order, rng.permutation(len(images))])
+        index = np.sort(order[: config.batch_size])
+        order = order[config.batch_size :]
+        rows = torch.from_numpy(index).to(device)
+        d = cosine_d(step, config.steps, config.d_start, config.d_end)
+        x = normalize_images(images[index]).to(device)
+        autocast = (
+            torch.autocast(device.type, dtype=amp_dtype)
+            if amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            if cached is not None:
+                target = cached[rows]
+            else:
+                with torch.no_grad():
+                    target = branch.normalized_teacher(x)
+            prediction = branch.student(x)
+        diff = (target.float() - prediction.float()) ** 2
+        mask = None if cell_masks is None else cell_masks[rows]
+        loss = dynamic_loss(diff, mask, d)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        report(progress, "rgb", step + 1, config.steps, loss=float(loss.detach()), d=d)
+    return branch.eval()
+
+
+def _cell_masks(masks: np.ndarray | None, grid: int, device: torch.device) -> torch.Tensor | None:
+    if masks is None:
+        return None
+    pixel = torch.from_numpy(np.ascontiguousarray(masks)).to(torch.float32).unsqueeze(1)
+    cells = mask_to_grid(pixel, (grid, grid))
+    empty = cells.flatten(1).amax(1) == 0
+    cells[empty] = 1.0  # an image with no foreground trains on everything rather than nothing
+    return cells.to(device)

@@ -1,0 +1,147 @@
+"""Student training, the trained branch, its maps and its tensors (tiny 64² images)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from mdss_core.errors import Cancelled, ModelFileError
+from mdss_core.rgb import (
+    RGBBranch,
+    RGBConfig,
+    compute_teacher_stats,
+    default_teacher,
+    fast_config,
+    normalize_images,
+    paper_config,
+    train_student,
+)
+from mdss_core.rgb import train as train_module
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = rng.integers(60, 200, (1, SIZE, SIZE, 3)).astype(np.int16)
+    images = np.clip(base + rng.integers(-20, 20, (4, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+    masks = np.zeros((4, SIZE, SIZE), dtype=bool)
+    masks[:, 8:56, 8:56] = True
+    return images, masks
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return default_teacher("small", seed=0)[0]
+
+
+def _config(**overrides) -> RGBConfig:
+    return RGBConfig(**{"steps": 3, "batch_size": 2, **overrides})
+
+
+def test_teacher_stats_match_direct_computation(teacher, data) -> None:
+    images, _ = data
+    mean, std = compute_teacher_stats(teacher, images, batch_size=3)
+    with torch.no_grad():
+        out = teacher(normalize_images(images))
+    flat = out.transpose(0, 1).flatten(1)
+    assert torch.allclose(mean, flat.mean(1), atol=1e-4)
+    assert torch.allclose(std, flat.std(1, unbiased=False), rtol=1e-3, atol=1e-5)
+
+
+def test_short_training_lowers_the_error(teacher, data) -> None:
+    images, masks = data
+    # A constant, low d makes the loss cover most elements, so a few steps visibly help.
+    errors = []
+    for steps in (1, 15):
+        branch = train_student(
+            teacher, images, masks, _config(steps=steps, batch_size=4, d_start=0.5, d_end=0.5)
+        )
+        with torch.no_grad():
+            errors.append(branch(normalize_images(images)).mean().item())
+    assert errors[1] < 0.9 * errors[0]
+
+
+def test_training_is_deterministic_per_seed(teacher, data) -> None:
+    images, masks = data
+    a = train_student(teacher, images, masks, _config(seed=1))
+    b = train_student(teacher, images, masks, _config(seed=1))
+    c = train_student(teacher, images, masks, _config(seed=2))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["student.0.weight"], sc["student.0.weight"])
+    # The caller's teacher is left untouched and frozen copies are used.
+    assert torch.equal(sa["teacher.0.weight"], teacher[0].weight)
+
+
+def test_teacher_cache_and_on_the_fly_targets_agree(teacher, data, monkeypatch) -> None:
+    images, masks = data
+    cached = train_student(teacher, images, masks, _config())
+    monkeypatch.setattr(train_module, "TEACHER_CACHE_BYTES", 0)
+    live = train_student(teacher, images, masks, _config())
+    for key, value in cached.state_dict().items():
+        assert torch.allclose(value, live.state_dict()[key], atol=1e-5), key
+
+
+def test_progress_and_cancel(teacher, data) -> None:
+    images, masks = data
+    cancel = threading.Event()
+    reports = []
+
+    def progress(report) -> None:
+        reports.append(report)
+        if report.stage == "rgb" and report.step == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        train_student(teacher, images, masks, _config(steps=10), progress=progress, cancel=cancel)
+    trained = [r for r in reports if r.metrics]
+    assert [r.step for r in trained] == [1, 2]
+    assert all(r.stage == "rgb" and r.total == 10 for r in trained)
+    assert set(trained[0].metrics) == {"loss", "d"} and trained[0].metrics["d"] == 0.99
+
+
+def test_maps_shape_and_state_roundtrip(teacher, data, tmp_path: Path) -> None:
+    images, masks = data
+    branch = train_student(teacher, images, masks, _config())
+    maps = branch.anomaly_maps(images, batch_size=3)
+    assert maps.shape == (4, SIZE, SIZE) and maps.dtype == np.float32
+    assert np.all(maps >= 0) and maps.max() > 0
+    assert branch.anomaly_maps(images[0]).shape == (1, SIZE, SIZE)
+
+    path = tmp_path / "rgb.safetensors"
+    save_file({k: v.contiguous() for k, v in branch.state_dict().items()}, str(path))
+    restored = RGBBranch.from_state_dict(load_file(str(path)), "small")
+    assert np.allclose(restored.anomaly_maps(images), maps, atol=1e-6)
+
+    broken = dict(load_file(str(path)))
+    broken["mean"] = torch.zeros(1, 3, 1, 1)
+    with pytest.raises(ModelFileError, match="mean"):
+        RGBBranch.from_state_dict(broken, "small", source="broken.mdss")
+
+
+def test_bad_arrays_are_rejected(teacher, data) -> None:
+    images, masks = data
+    with pytest.raises(ValueError, match="uint8"):
+        train_student(teacher, images.astype(np.float32), masks, _config())
+    with pytest.raises(ValueError, match="masks"):
+        train_student(teacher, images, masks[:, :32], _config())
+
+
+def test_config_roundtrip_and_presets() -> None:
+    config = fast_config(seed=3)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert RGBConfig.from_dict(data) == config
+    assert paper_config().steps > fast_config().steps
+    assert (paper_config().lr, paper_config().batch_size) == (1e-3, 4)  # Table 1
+    with pytest.raises(ModelFileError, match="unknown"):
+        RGBConfig.from_dict({**data, "future_knob": 1}, source="model.mdss")
+    with pytest.raises(ModelFileError, match="d_end"):
+        RGBConfig.from_dict({**data, "d_end": 1.5})
