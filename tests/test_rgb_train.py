@@ -145,3 +145,23 @@ def test_config_roundtrip_and_presets() -> None:
         RGBConfig.from_dict({**data, "future_knob": 1}, source="model.mdss")
     with pytest.raises(ModelFileError, match="d_end"):
         RGBConfig.from_dict({**data, "d_end": 1.5})
+
+
+def test_crop_training_slices_the_teacher_output_exactly() -> None:
+    """The crop shortcut relies on the unpadded PDN being stride-4 translation-equivariant."""
+    import numpy as np
+    import torch
+
+    from mdss_core.rgb.pdn import PDN, init_pdn_, normalize_images
+    from mdss_core.rgb.train import _crop_cells, _crop_pixels, _crop_window
+
+    net = init_pdn_(PDN("small"), 0, "he-normal").eval()
+    images = np.random.default_rng(1).integers(0, 255, (2, 128, 128, 3), np.uint8)
+    rng = np.random.default_rng(5)
+    crop = _crop_window(64, 128, "small", 24, True, rng, np.arange(2))
+    assert crop is not None and crop.cells == 8
+    with torch.no_grad():
+        full = net(normalize_images(images))
+        part = net(normalize_images(_crop_pixels(images, crop)))
+    torch.testing.assert_close(_crop_cells(full, crop), part, atol=1e-5, rtol=1e-5)
+    assert _crop_window(0, 128, "small", 24, True, rng, np.arange(2)) is None

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -281,7 +282,8 @@ def train_student(
         order = order[config.batch_size :]
         rows = torch.from_numpy(index).to(device)
         d = cosine_d(step, config.steps, config.d_start, config.d_end)
-        x = normalize_images(images[index]).to(device)
+        crop = _crop_window(config.crop, size, teacher.size, grid, cached is not None, rng, index)
+        x = normalize_images(_crop_pixels(images[index], crop)).to(device)
         autocast = (
             torch.autocast(device.type, dtype=amp_dtype)
             if amp_dtype is not None
@@ -289,13 +291,13 @@ def train_student(
         )
         with autocast:
             if cached is not None:
-                target = cached[rows]
+                target = _crop_cells(cached[rows], crop)
             else:
                 with torch.no_grad():
                     target = branch.normalized_teacher(x)
             prediction = branch.student(x)
         diff = (target.float() - prediction.float()) ** 2
-        mask = None if cell_masks is None else cell_masks[rows]
+        mask = None if cell_masks is None else _crop_cells(cell_masks[rows], crop)
         loss = dynamic_loss(diff, mask, d)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -303,6 +305,56 @@ def train_student(
         scaler.update()
         report(progress, "rgb", step + 1, config.steps, loss=float(loss.detach()), d=d)
     return branch.eval()
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """Per-image crop origins in feature cells; pixel origin = 4 × cell (PDN stride)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    pixels: int
+    cells: int
+
+
+def _crop_window(
+    crop: int,
+    size: int,
+    pdn_size: str,
+    grid: int,
+    have_cache: bool,
+    rng: np.random.Generator,
+    index: np.ndarray,
+) -> _Crop | None:
+    """Random crop origins, or ``None`` for whole images.
+
+    Why crops are exact: the unpadded PDN is translation-equivariant with stride 4 (both
+    pools see even shifts), so the output of a crop starting at pixel 4a equals cells a… of the
+    whole image's output — the cached teacher targets can simply be sliced.
+    """
+    if crop <= 0 or crop >= size or not have_cache:
+        return None
+    cells = pdn_output_size(crop, pdn_size)
+    limit = min(grid - cells, (size - crop) // 4)
+    rows = rng.integers(0, limit + 1, len(index))
+    cols = rng.integers(0, limit + 1, len(index))
+    return _Crop(rows, cols, crop, cells)
+
+
+def _crop_pixels(images: np.ndarray, crop: _Crop | None) -> np.ndarray:
+    if crop is None:
+        return images
+    p = crop.pixels
+    origins = zip(images, 4 * crop.rows, 4 * crop.cols, strict=True)
+    return np.stack([im[r : r + p, c : c + p] for im, r, c in origins])
+
+
+def _crop_cells(cells: torch.Tensor, crop: _Crop | None) -> torch.Tensor:
+    if crop is None:
+        return cells
+    n = crop.cells
+    origins = zip(cells, crop.rows, crop.cols, strict=True)
+    return torch.stack([t[:, r : r + n, c : c + n] for t, r, c in origins])
 
 
 def _cell_masks(masks: np.ndarray | None, grid: int, device: torch.device) -> torch.Tensor | None:
