@@ -1,4 +1,4 @@
-"""Package list for setuptools: `app/` and `resources/` install under mdss_* names (see pyproject)."""
+"""Package list: `app/` and `resources/` install as mdss_app and mdss_resources (see pyproject)."""
 
 from setuptools import find_packages, setup
 

@@ -87,12 +87,18 @@ class SDFConfig:
 
     @classmethod
     def paper(cls) -> SDFConfig:
-        """Table 1 / Shape-guided sizes (about 3.2 M parameters); meant for a GPU."""
+        """Table 1 / Shape-guided sizes (about 3.2 M parameters); meant for a GPU.
+
+        The step count (50 000 batches of 32 patches) is our choice: neither paper states one.
+        """
         return cls()
 
     @classmethod
     def fast(cls) -> SDFConfig:
-        """Small network for CPU training within about two minutes (see geometry report)."""
+        """Small network (~0.15 M parameters) for CPU: 2000 steps of ~0.04 s on 2 idle cores.
+
+        Same 500-point patches; narrower/shallower layers, fewer queries, larger lr (short run).
+        """
         return cls(
             encoder_channels=(32, 64, 256),
             encoder_head=128,
@@ -101,7 +107,7 @@ class SDFConfig:
             decoder_layers=3,
             queries_per_patch=128,
             batch_size=16,
-            steps=600,
+            steps=2000,
             lr=1e-3,
             lr_min=1e-5,
         )
