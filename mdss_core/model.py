@@ -8,8 +8,6 @@ Written atomically; loading never unpickles anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -25,6 +23,7 @@ from mdss_core import __version__
 from mdss_core.config import MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError, ModelFileError
+from mdss_core.export import atomic_write
 from mdss_core.fusion import Calibration, calibrate, fuse_maps, image_score
 from mdss_core.geometry.infer import point_scores, scores_to_map
 from mdss_core.geometry.network import SDFNet, build_sdf_net
@@ -246,16 +245,7 @@ class MDSSModel:
             "calibration": json.dumps(self.calibration.to_dict()),
             "training": json.dumps(self.training),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> MDSSModel:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mdss_core.errors import ModelFileError
+from mdss_core.export import atomic_write
 from mdss_core.rgb.pdn import PDN, PDN_SIZES, conv_indices, init_pdn_
 
 MDSS_TEACHER_FORMAT = "mdss-teacher"
@@ -136,16 +135,7 @@ def save_teacher_file(teacher: PDN, origin: dict[str, Any], path: str | Path) ->
         "size": teacher.size,
         "origin": json.dumps(origin, sort_keys=True),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, temp_name, metadata=metadata)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -185,7 +175,7 @@ def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
         raise ModelFileError(
             path, "not a plain state dict; refusing to unpickle (save model.state_dict() instead)"
         ) from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except Exception as exc:  # damaged files raise struct/zip/runtime errors of many kinds
         raise ModelFileError(path, f"not a readable torch file ({_first_line(exc)})") from exc
     state = _find_state_dict(loaded)
     if state is None:

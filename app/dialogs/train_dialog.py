@@ -1,0 +1,452 @@
+"""Model → Train…: choose data, preset, device, teacher and output; watch training live.
+
+The dialog starts a background :class:`Task` (fit, then save atomically) and shows its progress
+per stage with an ETA and a loss curve per branch. Cancel stops training at the next step; the
+window's current model and any existing file at the output path stay untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mdss_app import engine, jobs, style
+from mdss_app.workers import Task, TaskContext
+from mdss_core.errors import DataError
+from mdss_core.io import DatasetIndex
+from mdss_core.progress import Progress
+
+PRESET_HELP = {
+    "fast": "fast — CPU friendly, a few minutes per category",
+    "paper": "paper — the paper's settings (Table 1); hours on CPU, use a GPU",
+    "tiny": "tiny — seconds; for trying the workflow, not for real inspection",
+}
+LOSS_STAGES = {"rgb": ("RGB student", "#f28ad8"), "geometry": ("3D SDF", "#6fb6ff")}
+STAGE_TEXT = {
+    "prepare": "Preparing training samples",
+    "prepare-val": "Preparing validation samples",
+    "rgb": "Training the RGB student",
+    "geometry": "Training the 3D signed-distance network",
+    "calibrate": "Calibrating fusion and thresholds",
+    "save": "Saving the model",
+}
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class EtaTracker:
+    """Remaining time of the current stage from its own pace (stages differ a lot in speed)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.stage = ""
+        self._start = 0.0
+        self._start_step = 0
+
+    def update(self, p: Progress) -> float:
+        now = self._clock()
+        if p.stage != self.stage:
+            self.stage, self._start, self._start_step = p.stage, now, p.step
+            return math.nan
+        done = p.step - self._start_step
+        if done <= 0 or p.total <= 0:
+            return math.nan
+        return (now - self._start) / done * max(0, p.total - p.step)
+
+
+def category_choices(folder: str | Path) -> list[str]:
+    """Category names when ``folder`` is a dataset root holding several (else empty)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    names = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if any((sub / s).is_dir() for s in ("train", "validation", "test")):
+            names.append(sub.name)
+    return names if len(names) > 1 else []
+
+
+def train_job(
+    folder: str, category: str | None, preset: str, device: str, teacher: str | None, output: str
+) -> Callable[[TaskContext], tuple[Any, Path, str]]:
+    """The background job: index, fit, save atomically; returns ``(model, path, device label)``."""
+
+    def run(ctx: TaskContext) -> tuple[Any, Path, str]:
+        from mdss_core.io import open_dataset
+
+        dataset: DatasetIndex = (
+            open_dataset(folder, category=category, strict=False)
+            if category
+            else jobs.open_folder(folder)
+        )
+        model = engine.fit_model(
+            dataset,
+            preset,
+            teacher=teacher,
+            device=device,
+            progress=ctx.progress,
+            cancel=ctx.cancel,
+        )
+        ctx.progress(Progress("save", 0, 1, output))
+        path = Path(output)
+        try:
+            saved = model.save(path)
+        except OSError as exc:
+            raise DataError(path, f"cannot write the model ({exc.strerror or exc})") from None
+        ctx.progress(Progress("save", 1, 1, output))
+        return model, Path(saved or path), engine.device_label(model.device)
+
+    return run
+
+
+class TrainDialog(QDialog):
+    """Non-modal: the main window stays usable while a model trains."""
+
+    trained = Signal(object, str, str)  # model, saved path, device label
+    task_started = Signal(object)  # Task (the main window mirrors it in its status bar)
+
+    def __init__(
+        self,
+        folder: str = "",
+        output: str = "",
+        teacher: str = "",
+        devices: list[tuple[str, str]] | None = None,
+        start_task: Callable[[Task], Task] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Train a model")
+        self.setMinimumWidth(640)
+        self.task: Task | None = None
+        self._start_task = start_task or (lambda t: t.start())
+        self._eta = EtaTracker()
+        self._loss: dict[str, tuple[list[float], list[float]]] = {}
+
+        self.folder_edit = QLineEdit(folder)
+        self.folder_edit.setPlaceholderText(
+            "MVTec 3D-AD category (train/validation/test) or dataset root"
+        )
+        browse = QToolButton()
+        browse.setText("…")
+        browse.clicked.connect(self._browse_folder)
+        self.category_combo = QComboBox()
+        self.category_combo.setToolTip("Category to train on (the folder holds several)")
+        self.data_summary = QLabel("")
+        self.data_summary.setObjectName("muted")
+        self.folder_edit.editingFinished.connect(self._folder_changed)
+
+        self.preset_combo = QComboBox()
+        for name in engine.preset_names():
+            self.preset_combo.addItem(PRESET_HELP.get(name, name), name)
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData("fast")))
+
+        self.device_combo = QComboBox()
+        self.set_devices(devices or engine.FALLBACK_DEVICES)
+
+        self.teacher_combo = QComboBox()
+        self.teacher_combo.addItem("Built-in default teacher", "")
+        if teacher:
+            self.teacher_combo.addItem(f"Imported: {Path(teacher).name}", teacher)
+            self.teacher_combo.setCurrentIndex(1)
+        self.teacher_combo.addItem("Import a teacher file…", "__choose__")
+        self.teacher_combo.activated.connect(self._teacher_activated)
+
+        self.output_edit = QLineEdit(output)
+        self.output_edit.setPlaceholderText(f"model file ({engine.MODEL_SUFFIX})")
+        save_as = QToolButton()
+        save_as.setText("…")
+        save_as.clicked.connect(self._browse_output)
+
+        form = QFormLayout()
+        form.addRow("Dataset folder", _row(self.folder_edit, browse))
+        form.addRow("Category", self.category_combo)
+        form.addRow("", self.data_summary)
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Teacher", self.teacher_combo)
+        form.addRow("Save model as", _row(self.output_edit, save_as))
+
+        self.stage_label = QLabel("Ready.")
+        self.stage_label.setObjectName("stageLabel")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.eta_label = QLabel("")
+        self.eta_label.setObjectName("muted")
+        self.loss_plot = pg.PlotWidget(title="Training loss")
+        self.loss_plot.setMinimumHeight(180)
+        self.loss_plot.setMenuEnabled(False)
+        self.loss_plot.setLogMode(y=True)
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        self.loss_curves = {
+            stage: self.loss_plot.plot([], [], pen=pg.mkPen(colour, width=1.6), name=name)
+            for stage, (name, colour) in LOSS_STAGES.items()
+        }
+
+        self.train_button = QPushButton("Train")
+        self.train_button.setDefault(True)
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button = QPushButton("Cancel training")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_training)
+        self.close_button = QPushButton("Close")
+        self.close_button.clicked.connect(self.close)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.close_button)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addSpacing(6)
+        layout.addWidget(self.stage_label)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.eta_label)
+        layout.addWidget(self.loss_plot, 1)
+        layout.addLayout(buttons)
+        self._folder_changed()
+
+    # ----- options ----------------------------------------------------------------------------
+    def set_devices(self, devices: list[tuple[str, str]]) -> None:
+        current = self.device_combo.currentData()
+        self.device_combo.clear()
+        for value, label in devices:
+            self.device_combo.addItem(label, value)
+        index = self.device_combo.findData(current) if current else -1
+        self.device_combo.setCurrentIndex(max(0, index))
+
+    def options(self) -> dict[str, Any]:
+        teacher = self.teacher_combo.currentData()
+        return {
+            "folder": self.folder_edit.text().strip(),
+            "category": self.category_combo.currentData() or None,
+            "preset": self.preset_combo.currentData(),
+            "device": self.device_combo.currentData() or "auto",
+            "teacher": teacher if teacher and teacher != "__choose__" else None,
+            "output": self.output_edit.text().strip(),
+        }
+
+    def _browse_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Dataset folder", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+            self._folder_changed()
+
+    def _browse_output(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save model as", self.output_edit.text(), engine.MODEL_FILTER
+        )
+        if path:
+            if not Path(path).suffix:
+                path += engine.MODEL_SUFFIX
+            self.output_edit.setText(path)
+
+    def _teacher_activated(self, _index: int) -> None:
+        if self.teacher_combo.currentData() != "__choose__":
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import teacher", "", "Teacher weights (*.pth *.pt *.safetensors);;All files (*)"
+        )
+        if not path:
+            self.teacher_combo.setCurrentIndex(0)
+            return
+        self.set_teacher(path)
+
+    def set_teacher(self, path: str) -> None:
+        index = self.teacher_combo.findData(path)
+        if index < 0:
+            index = self.teacher_combo.count() - 1
+            self.teacher_combo.insertItem(index, f"Imported: {Path(path).name}", path)
+        self.teacher_combo.setCurrentIndex(index)
+
+    def _folder_changed(self) -> None:
+        folder = self.folder_edit.text().strip()
+        names = category_choices(folder) if folder else []
+        self.category_combo.clear()
+        for name in names:
+            self.category_combo.addItem(name, name)
+        self.category_combo.setEnabled(bool(names))
+        if not names:
+            self.category_combo.addItem(Path(folder).name if folder else "—", "")
+        if folder and not self.output_edit.text().strip():
+            name = (names[0] if names else Path(folder).name) or "model"
+            self.output_edit.setText(str(Path(folder).parent / f"{name}{engine.MODEL_SUFFIX}"))
+        self._summarize_folder(folder)
+
+    def _summarize_folder(self, folder: str) -> None:
+        if not folder:
+            self.data_summary.setText("")
+            return
+        try:
+            index = jobs.open_folder(folder)
+        except DataError as exc:
+            self.data_summary.setText(str(exc))
+            self.data_summary.setStyleSheet(f"color: {style.ANOMALY};")
+            return
+        counts = {s: len(index.select(split=s)) for s in ("train", "validation", "test")}
+        text = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or f"{len(index)} samples"
+        self.data_summary.setText(text)
+        self.data_summary.setStyleSheet("")
+
+    # ----- training ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def start_training(self) -> Task | None:
+        if self.running:
+            return self.task
+        opts = self.options()
+        problem = self._check(opts)
+        if problem:
+            QMessageBox.warning(self, "Cannot train", problem)
+            return None
+        job = train_job(
+            opts["folder"], opts["category"], opts["preset"], opts["device"], opts["teacher"],
+            opts["output"],
+        )  # fmt: skip
+        self.task = Task("training", job, self)
+        self.task.progress.connect(self._on_progress)
+        self.task.done.connect(self._on_done)
+        self.task.failed.connect(self._on_failed)
+        self.task.cancelled.connect(self._on_cancelled)
+        self._reset_progress()
+        self._set_running(True)
+        self.stage_label.setText("Starting…")
+        self.task_started.emit(self.task)
+        self._start_task(self.task)
+        return self.task
+
+    def _check(self, opts: dict[str, Any]) -> str:
+        if not opts["folder"]:
+            return "Choose the dataset folder to train on."
+        if not Path(opts["folder"]).is_dir():
+            return f"{opts['folder']}: folder not found"
+        if not opts["output"]:
+            return "Choose where to save the model."
+        out_dir = Path(opts["output"]).parent
+        if not out_dir.is_dir():
+            return f"{out_dir}: output folder not found"
+        return ""
+
+    def cancel_training(self) -> None:
+        if self.running:
+            self.task.cancel()
+            self.cancel_button.setEnabled(False)
+            self.stage_label.setText("Cancelling… (stops after the current step)")
+
+    def _reset_progress(self) -> None:
+        self._eta = EtaTracker()
+        self._loss = {}
+        for curve in self.loss_curves.values():
+            curve.setData([], [])
+        self.progress_bar.setValue(0)
+        self.eta_label.setText("")
+
+    def _set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        for widget in (
+            self.folder_edit, self.category_combo, self.preset_combo, self.device_combo,
+            self.teacher_combo, self.output_edit,
+        ):  # fmt: skip
+            widget.setEnabled(not running)
+
+    def _on_progress(self, p: Progress) -> None:
+        remaining = self._eta.update(p)
+        text = STAGE_TEXT.get(p.stage, p.stage)
+        if p.total > 0:
+            text += f" — {p.step}/{p.total}"
+        self.stage_label.setText(text)
+        self.progress_bar.setValue(int(p.fraction * 1000))
+        eta = (
+            f"about {format_duration(remaining)} left in this stage"
+            if math.isfinite(remaining)
+            else ""
+        )
+        if "loss" in p.metrics:
+            eta = f"loss {p.metrics['loss']:.4g}" + (f" · {eta}" if eta else "")
+        self.eta_label.setText(eta)
+        loss = p.metrics.get("loss")
+        if p.stage in self.loss_curves and loss is not None and loss > 0 and math.isfinite(loss):
+            xs, ys = self._loss.setdefault(p.stage, ([], []))
+            xs.append(p.step)
+            ys.append(loss)
+            self.loss_curves[p.stage].setData(xs, ys)
+
+    def _on_done(self, result: tuple[Any, Path, str]) -> None:
+        model, path, label = result
+        self._set_running(False)
+        self.progress_bar.setValue(1000)
+        self.stage_label.setText(f"Done — saved {path}")
+        self.eta_label.setText("")
+        self.trained.emit(model, str(path), label)
+
+    def _on_failed(self, message: str) -> None:
+        self._set_running(False)
+        self.stage_label.setText("Training failed.")
+        self.eta_label.setText(message)
+        QMessageBox.critical(self, "Training failed", message)
+
+    def _on_cancelled(self, _message: str) -> None:
+        self._set_running(False)
+        self.stage_label.setText("Training cancelled — the current model is unchanged.")
+        self.eta_label.setText("")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        if self.running:
+            answer = QMessageBox.question(
+                self, "Training in progress", "Cancel the training and close?"
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.cancel_training()
+        super().closeEvent(event)
+
+    def loss_points(self, stage: str) -> int:
+        return len(self._loss.get(stage, ([], []))[0])
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        layout.addWidget(w, 1 if isinstance(w, QLineEdit) else 0)
+    return box

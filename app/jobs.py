@@ -1,0 +1,157 @@
+"""Job functions run by background tasks (Qt-free; each takes a TaskContext-like object).
+
+Kept apart from the widgets so they can be tested and reused without a window. None of them
+imports torch at module level: the model module is only reached through :mod:`mdss_app.engine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mdss_app import engine
+from mdss_core.errors import DataError
+from mdss_core.io import DatasetIndex, SampleRef, open_dataset, read_gt, read_rgb
+from mdss_core.prediction import Prediction
+from mdss_core.progress import check_cancel, report
+
+
+def open_folder(path: str | Path, ctx: Any = None) -> DatasetIndex:
+    """Index a folder (non-strict: incomplete pairs are listed in ``problems``, not fatal)."""
+    try:
+        return open_dataset(path, strict=False)
+    except DataError as exc:
+        if "holds several categories" not in str(exc):
+            raise
+    # A dataset root with several categories: open the first one and say so in problems.
+    root = Path(path)
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in names:
+        try:
+            index = open_dataset(root, category=name, strict=False)
+        except DataError:
+            continue
+        index.problems.insert(0, f"{root}: several categories; opened '{name}'")
+        return index
+    raise DataError(root, "no category with samples found")
+
+
+def refs_to_score(dataset: DatasetIndex) -> list[SampleRef]:
+    """The test split when there is one (what users inspect), otherwise every sample."""
+    test = [r for r in dataset.refs if r.split == "test"]
+    return test or list(dataset.refs)
+
+
+def predict_refs(model: Any, refs: Sequence[SampleRef], ctx: Any) -> list[str]:
+    """Predict each ref, emitting ``(ref, prediction)`` as it finishes.
+
+    A sample whose files are broken is skipped (its one-line message is returned) so one bad
+    file does not stop the folder from being scored.
+    """
+    problems: list[str] = []
+    total = len(refs)
+    for i, ref in enumerate(refs):
+        check_cancel(ctx.cancel, "prediction")
+        try:
+            for done_ref, prediction in engine.predict_many(model, [ref], cancel=ctx.cancel):
+                ctx.emit((done_ref, prediction))
+        except DataError as exc:
+            problems.append(str(exc))
+        report(ctx.progress, "predict", i + 1, total, ref.key)
+    return problems
+
+
+def load_gt(ref: SampleRef, shape: tuple[int, int]) -> np.ndarray:
+    if ref.gt_path is not None:
+        gt = read_gt(ref.gt_path)
+        if gt.shape != shape:
+            raise DataError(ref.gt_path, f"mask size {gt.shape} does not match the sample {shape}")
+        return gt
+    return np.zeros(shape, bool)
+
+
+def with_thresholds(
+    prediction: Prediction, pixel_threshold: float | None, image_threshold: float | None
+) -> Prediction:
+    """A shallow copy using other thresholds (regions recomputed when the pixel one changes)."""
+    from mdss_core.regions import apply_threshold
+
+    changed = replace(prediction)
+    if image_threshold is not None:
+        changed.image_threshold = float(image_threshold)
+    if pixel_threshold is not None and pixel_threshold != prediction.pixel_threshold:
+        apply_threshold(changed, float(pixel_threshold))
+    return changed
+
+
+def evaluate_predictions(items: Sequence[tuple[SampleRef, Prediction]], ctx: Any) -> Any:
+    """I-AUROC / AUPRO table and ROC / PRO curves from predictions already made.
+
+    Returns ``None`` when no scored sample carries a label. Uses the engine's evaluation
+    summary (metrics only, no model), so the numbers match ``mdss evaluate``.
+    """
+    from mdss_core.evaluation import ScoredSample, summarize
+
+    scored = []
+    labelled = [(r, p) for r, p in items if r.label >= 0 or r.gt_path is not None]
+    for i, (ref, prediction) in enumerate(labelled):
+        check_cancel(ctx.cancel, "metrics")
+        gt = load_gt(ref, prediction.shape)
+        label = ref.label if ref.label >= 0 else int(gt.any())
+        maps = {"rgb": prediction.rgb_map, "3d": prediction.sdf_map, "fused": prediction.fused_map}
+        defect = ref.defect or ("anomalous" if label else "good")
+        scored.append(ScoredSample(ref.key, defect, label, prediction.scores(), maps, gt))
+        report(ctx.progress, "metrics", i + 1, len(labelled), ref.key)
+    if not scored:
+        return None
+    return summarize(scored)
+
+
+def export_results(
+    items: Sequence[tuple[SampleRef, Prediction]],
+    out_dir: str | Path,
+    ctx: Any,
+    pixel_threshold: float | None = None,
+    image_threshold: float | None = None,
+) -> Path:
+    """Per-sample maps (TIFF) and overlays (PNG) plus ``scores.csv``; returns the CSV path.
+
+    With thresholds given, overlays and decisions use them (what the user tuned on screen)
+    instead of the model's; the predictions shown in the window are not modified.
+    """
+    from mdss_core.export import ResultWriter
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(out, f"cannot create the output folder ({exc.strerror})") from None
+    from mdss_core.export import atomic_write, heat_overlay
+
+    writer = ResultWriter(out, png=True)
+    for i, (ref, prediction) in enumerate(items):
+        check_cancel(ctx.cancel, "export")
+        prediction = with_thresholds(prediction, pixel_threshold, image_threshold)
+        rgb = read_rgb(ref.rgb_path)
+        try:
+            stem = writer.add(ref, prediction, rgb)
+            # Each branch's map as a picture too (the writer's PNG shows the fused map).
+            for name, values in (("rgb", prediction.rgb_map_aligned), ("3d", prediction.sdf_map)):
+                picture = heat_overlay(rgb, values, prediction.pixel_threshold)
+                target = stem.parent / f"{stem.name}_{name}_overlay.png"
+                atomic_write(target, lambda tmp, im=picture: _write_png(tmp, im))
+        except OSError as exc:
+            raise DataError(out, f"cannot write results ({exc})") from None
+        report(ctx.progress, "export", i + 1, len(items), ref.key)
+    return writer.close()
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write PNG")

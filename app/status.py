@@ -1,0 +1,86 @@
+"""Status bar pieces: device / model / timing labels and a progress area for background tasks."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+from mdss_app.workers import Task
+from mdss_core.progress import Progress
+
+STAGE_NAMES = {
+    "predict": "Scoring",
+    "synth": "Generating demo data",
+    "prepare": "Preparing",
+    "prepare-val": "Preparing validation",
+    "rgb": "Training RGB",
+    "geometry": "Training 3D",
+    "calibrate": "Calibrating",
+    "metrics": "Metrics",
+    "export": "Exporting",
+    "save": "Saving",
+}
+
+
+class TaskStatus(QWidget):
+    """Shows the most recent tracked task (progress + Cancel); hidden when none runs."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel("")
+        self.bar = QProgressBar()
+        self.bar.setFixedWidth(180)
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("smallButton")
+        self.cancel_button.clicked.connect(self._cancel)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 6, 0)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.cancel_button)
+        self._stack: list[Task] = []
+        self.setVisible(False)
+
+    def track(self, task: Task, title: str) -> None:
+        task.status_title = title  # type: ignore[attr-defined]
+        self._stack.append(task)
+        task.progress.connect(lambda p, t=task: self._on_progress(t, p))
+        task.finished.connect(lambda t=task: self._on_finished(t))
+        self._show(task)
+
+    @property
+    def current(self) -> Task | None:
+        return self._stack[-1] if self._stack else None
+
+    def _show(self, task: Task) -> None:
+        self.label.setText(f"{task.status_title}…")  # type: ignore[attr-defined]
+        self.bar.setRange(0, 0)  # busy until the first report
+        self.cancel_button.setEnabled(True)
+        self.setVisible(True)
+
+    def _on_progress(self, task: Task, p: Progress) -> None:
+        if task is not self.current:
+            return
+        stage = STAGE_NAMES.get(p.stage, p.stage)
+        title = task.status_title  # type: ignore[attr-defined]
+        same = stage.lower().startswith(title.lower()) or title.lower().startswith(stage.lower())
+        prefix = stage if same else f"{title} · {stage}"
+        self.label.setText(f"{prefix} {p.step}/{p.total}" if p.total > 0 else prefix)
+        if p.total > 0:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(p.fraction * 1000))
+
+    def _on_finished(self, task: Task) -> None:
+        if task in self._stack:
+            self._stack.remove(task)
+        if self._stack:
+            self._show(self._stack[-1])
+        else:
+            self.setVisible(False)
+
+    def _cancel(self) -> None:
+        if self.current is not None:
+            self.current.cancel()
+            self.cancel_button.setEnabled(False)
+            self.label.setText(f"{self.current.status_title}: cancelling…")  # type: ignore[attr-defined]
