@@ -96,8 +96,11 @@ class MDSSModel:
 
         images = np.stack([p.rgb for p in train])
         masks = np.stack([p.foreground_mask for p in train])
+        t_rgb = time.perf_counter()
         rgb = train_student(teacher_net, images, masks, config.rgb, device, progress, cancel)
+        t_sdf = time.perf_counter()
         sdf = train_sdf([p.points for p in train], config.sdf, device, progress, cancel)
+        t_cal = time.perf_counter()
 
         model = cls(config, rgb, sdf, _PENDING, origin, name="model", device=device)
         report(progress, "calibrate", 0, len(val))
@@ -111,6 +114,8 @@ class MDSSModel:
         model.calibration = calibrate(rgb_maps, sdf_maps, [p.foreground_mask for p in val])
         model.training = {
             "seconds": round(time.perf_counter() - started, 1),
+            "seconds_rgb": round(t_sdf - t_rgb, 1),
+            "seconds_geometry": round(t_cal - t_sdf, 1),
             "device": device,
             "n_train": len(train),
             "n_validation": len(val),
