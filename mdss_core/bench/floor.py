@@ -1,0 +1,80 @@
+"""Compute floor: FLOPs of the networks one prediction runs ÷ the machine's conv throughput."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from mdss_core.bench.measure import median_ms
+from mdss_core.geometry.network import patch_frame
+from mdss_core.model import MDSSModel
+
+# The reference convolution: 3×3, 256 → 256 channels on 64×64 — the width and map size of the
+# PDN's middle layers at 256² input, so its throughput is one the PDN could reach.
+CONV_SHAPE = (1, 256, 64, 64)
+CONV_KERNEL = 3
+
+
+def prediction_flops(model: MDSSModel, size: int, n_patches: int, k: int) -> dict[str, int]:
+    """FLOPs of teacher + student on one S×S image and of the SDF net over P patches of k."""
+    device = model.device
+    image = torch.zeros(1, 3, size, size, device=device)
+    patches = torch.rand(n_patches, k, 3, device=device)
+    # no_grad, not inference_mode: weight_norm's parametrised weights fail to build under
+    # FlopCounterMode + inference_mode (AttributeError 'weight', torch 2.x).
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as rgb_counter:
+            model.rgb(image)
+        with FlopCounterMode(display=False) as sdf_counter:
+            local = patch_frame(patches).apply(patches)
+            model.sdf.decode(model.sdf.encode(local), local)
+    rgb, sdf = int(rgb_counter.get_total_flops()), int(sdf_counter.get_total_flops())
+    return {"rgb_flops": rgb, "sdf_flops": sdf, "total_flops": rgb + sdf}
+
+
+def conv_throughput(device: str, repeats: int = 5) -> dict[str, Any]:
+    """Sustained GFLOP/s of a large float32 conv2d on ``device`` (median of ``repeats``)."""
+    generator = torch.Generator().manual_seed(0)
+    # Channels-last, the layout the PDN runs in and the faster one: the floor is the best case.
+    x = torch.randn(CONV_SHAPE, generator=generator).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(CONV_SHAPE[1], CONV_SHAPE[1], CONV_KERNEL, CONV_KERNEL, generator=generator).to(
+        device
+    )
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            F.conv2d(x, w, padding=1)
+        flops = counter.get_total_flops()
+        ms = median_ms(lambda: F.conv2d(x, w, padding=1), repeats, 2, device)
+    return {
+        "conv_gflop": round(flops / 1e9, 3),
+        "conv_ms": round(ms, 2),
+        "gflops_per_s": round(flops / 1e9 / (ms / 1e3), 1),
+    }
+
+
+def compute_floor(
+    model: MDSSModel,
+    size: int,
+    patch_shape: tuple[int, int],
+    end_to_end_ms: float,
+    repeats: int = 5,
+) -> dict[str, Any]:
+    """``floor_ms`` = prediction FLOPs / sustained throughput; end to end as a multiple of it."""
+    flops = prediction_flops(model, size, *patch_shape)
+    machine = conv_throughput(model.device, repeats)
+    floor_ms = flops["total_flops"] / (machine["gflops_per_s"] * 1e9) * 1e3
+    return {
+        **flops,
+        "gflop": round(flops["total_flops"] / 1e9, 3),
+        **machine,
+        "floor_ms": round(floor_ms, 3),
+        "end_to_end_over_floor": round(end_to_end_ms / max(floor_ms, 1e-9), 1),
+        "threads": torch.get_num_threads(),
+    }
+
+
+__all__ = ["compute_floor", "conv_throughput", "prediction_flops"]

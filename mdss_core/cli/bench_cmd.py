@@ -1,0 +1,39 @@
+"""`mdss bench [--quick] [--json FILE] [--device …]`: speed, memory and scaling table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mdss_core.cli.progress_bar import ProgressBar
+from mdss_core.devices import DEVICE_CHOICES
+from mdss_core.errors import DataError
+from mdss_core.export import write_json_atomic
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench", help="measure latency, memory and scaling against a memory-bank peer"
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes (128², n_train 10/20/40)")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mdss_core.bench import BenchSettings, run_bench
+    from mdss_core.bench.table import format_table
+
+    settings = BenchSettings.quick() if args.quick else BenchSettings()
+    result = run_bench(settings, device=args.device, threads=args.threads, progress=ProgressBar())
+    print(format_table(result))
+    if args.json is not None:
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(args.json, result)
+        except OSError as exc:
+            raise DataError(args.json, f"cannot write results ({exc.strerror})") from None
+        print(f"results written to {args.json}")
+    return 0
