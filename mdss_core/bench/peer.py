@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from mdss_core.geometry.infer import scores_to_map
 from mdss_core.preprocess.pipeline import PreparedSample
 from mdss_core.rgb.maps import mask_to_grid, upsample_map
-from mdss_core.rgb.pdn import normalize_images
+from mdss_core.rgb.pdn import normalize_images, to_inference_layout
 from mdss_core.rgb.train import RGBBranch
 
 NORMAL_NEIGHBOURS = 16  # points per local PCA: enough for a stable normal on a 0.24 mm grid
@@ -58,6 +58,11 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     return best
 
 
+def _network_input(images: np.ndarray, device: str) -> torch.Tensor:
+    """The same normalisation and layout as MDSS's own inference, for a like-for-like timing."""
+    return to_inference_layout(normalize_images(images).to(device))
+
+
 class MemoryBankPeer:
     """Stores training features; scores by nearest-neighbour distance. No learned weights."""
 
@@ -73,7 +78,7 @@ class MemoryBankPeer:
         images = np.stack([p.rgb for p in prepared])
         masks = np.stack([p.foreground_mask for p in prepared])
         with torch.inference_mode():
-            feats = self.branch.normalized_teacher(normalize_images(images).to(self.device))
+            feats = self.branch.normalized_teacher(_network_input(images, self.device))
             pixel = torch.from_numpy(masks).float().unsqueeze(1).to(self.device)
             cells = mask_to_grid(pixel, tuple(feats.shape[-2:]))[:, 0] > 0
             flat = feats.permute(0, 2, 3, 1)  # N×h×w×C
@@ -101,7 +106,7 @@ class MemoryBankPeer:
             raise RuntimeError("fit the peer before predicting")
         images = prepared.rgb[None]
         with torch.inference_mode():
-            feats = self.branch.normalized_teacher(normalize_images(images).to(self.device))
+            feats = self.branch.normalized_teacher(_network_input(images, self.device))
             h, w = feats.shape[-2:]
             pixel = torch.from_numpy(prepared.foreground_mask[None, None]).float()
             cells = (mask_to_grid(pixel.to(self.device), (h, w))[0, 0] > 0).reshape(-1)

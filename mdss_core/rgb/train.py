@@ -16,7 +16,13 @@ from mdss_core.errors import ModelFileError
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.config import RGBConfig
 from mdss_core.rgb.maps import mask_to_grid, squared_difference_map, upsample_map
-from mdss_core.rgb.pdn import PDN, init_pdn_, normalize_images, pdn_output_size
+from mdss_core.rgb.pdn import (
+    PDN,
+    init_pdn_,
+    normalize_images,
+    pdn_output_size,
+    to_inference_layout,
+)
 
 # torch.quantile refuses inputs above 2^24 elements; kthvalue has no such limit, but the
 # subsample keeps the selection cost bounded for large batches (4×384×56×56 ≈ 4.8 M fits).
@@ -196,7 +202,7 @@ class RGBBranch(nn.Module):
         )
         with torch.inference_mode(), autocast:
             for part in _batches(images, batch_size):
-                x = normalize_images(images[part]).to(self.device)
+                x = to_inference_layout(normalize_images(images[part]).to(self.device))
                 pixel = upsample_map(self(x).float(), tuple(x.shape[-2:]))
                 maps.append(pixel[:, 0].float().cpu().numpy())
         if not maps:
