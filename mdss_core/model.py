@@ -152,13 +152,9 @@ class MDSSModel:
     def predict(self, sample: Sample) -> Prediction:
         """Maps, per-point scores, image scores and regions at the sample's own resolution."""
         t0 = time.perf_counter()
+        # No gt: prediction never looks at it (evaluation compares at full resolution).
         prepared = prepare(
-            # No gt: prediction never looks at it (evaluation compares at full resolution).
-            sample.rgb,
-            sample.xyz,
-            None,
-            self.config.preprocess,
-            sample.ref.xyz_path,
+            sample.rgb, sample.xyz, None, self.config.preprocess, sample.ref.xyz_path
         )
         t1 = time.perf_counter()
         rgb_small, sdf_small, point_small = self._branch_maps(prepared)
