@@ -3,7 +3,9 @@
 Each defect row scores that defect's samples against all ``good`` test samples (the usual
 per-defect protocol); the ``all`` row pools every test sample — the per-category number the
 MDSS tables report — and ``mean`` averages the defect rows. AUPRO is the exact all-threshold
-curve of :mod:`mdss_core.metrics`, on maps at each sample's original resolution.
+curve of :mod:`mdss_core.metrics`, on maps at each sample's original resolution. The ``all``
+row's I-AUROC also gets a 95 % bootstrap interval: test sets with few normal images give
+coarse, fragile image-level numbers, and the interval makes that visible.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from mdss_core.errors import DataError
 from mdss_core.io.sample import GOOD, SampleRef
-from mdss_core.metrics import aupro, auroc, pro_curve, roc_curve
+from mdss_core.metrics import aupro, auroc, auroc_interval, pro_curve, roc_curve
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ class EvaluationReport:
     rows: dict[str, dict[str, dict[str, float]]]  # row → modality → {"i_auroc", "aupro"}
     samples: list[dict[str, Any]] = field(default_factory=list)
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    # Image counts of the ``all`` row and its I-AUROC 95 % bootstrap interval per modality.
+    counts: dict[str, int] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def mean(self) -> dict[str, dict[str, float]]:
@@ -54,10 +59,23 @@ class EvaluationReport:
             cells = "".join(f"{_fmt(row[m]['i_auroc']):>16}" for m in MODALITIES)
             cells += "".join(f"{_fmt(row[m]['aupro']):>14}" for m in MODALITIES)
             lines.append(f"{name:<16}{cells}")
+        if self.intervals:
+            spans = ", ".join(
+                f"{LABELS[m]} {low:.3f}–{high:.3f}" for m, (low, high) in self.intervals.items()
+            )
+            lines.append(
+                f"I-AUROC 95 % interval of 'all' (bootstrap over {self.counts['normal']} normal / "
+                f"{self.counts['anomalous']} anomalous images): {spans}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "samples": self.samples}
+        return {
+            "rows": self.rows,
+            "counts": self.counts,
+            "i_auroc_interval_95": {m: list(span) for m, span in self.intervals.items()},
+            "samples": self.samples,
+        }
 
 
 def evaluate_model(
@@ -108,6 +126,11 @@ def summarize(scored: list[ScoredSample]) -> EvaluationReport:
     rows["all"] = _row(scored)
     curves = {}
     labels = np.array([s.label for s in scored])
+    counts = {"normal": int((labels == 0).sum()), "anomalous": int((labels == 1).sum())}
+    intervals = {}
+    if counts["normal"] and counts["anomalous"]:
+        for m in MODALITIES:
+            intervals[m] = auroc_interval(labels, np.array([s.scores[m] for s in scored]))
     for m in MODALITIES:
         entry = {}
         if 0 < labels.sum() < len(labels):
@@ -126,7 +149,7 @@ def summarize(scored: list[ScoredSample]) -> EvaluationReport:
         }
         for s in scored
     ]
-    return EvaluationReport(rows, samples, curves)
+    return EvaluationReport(rows, samples, curves, counts, intervals)
 
 
 def _row(samples: list[ScoredSample]) -> dict[str, dict[str, float]]:

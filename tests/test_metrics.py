@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mdss_core.metrics import aupro, auroc, pixel_auroc, pro_curve, roc_curve
+from mdss_core.metrics import aupro, auroc, auroc_interval, pixel_auroc, pro_curve, roc_curve
 
 # ---------------------------------------------------------------- ROC / AUROC
 
@@ -59,6 +59,39 @@ def test_auroc_rejects_nan_and_length_mismatch() -> None:
         auroc([0, 1], [0.1, np.nan])
     with pytest.raises(ValueError, match="length"):
         auroc([0, 1, 1], [0.1, 0.2])
+
+
+def _overlapping_scores(n_normal: int, n_anomalous: int, seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(n_normal), np.ones(n_anomalous)]
+    scores = np.r_[rng.normal(0.0, 1.0, n_normal), rng.normal(1.0, 1.0, n_anomalous)]
+    return labels, scores
+
+
+def test_auroc_interval_brackets_the_estimate_and_shrinks_with_more_normals() -> None:
+    labels, scores = _overlapping_scores(5, 35, seed=1)
+    low, high = auroc_interval(labels, scores)
+    assert low <= auroc(labels, scores) <= high
+    big_labels, big_scores = _overlapping_scores(200, 200, seed=1)
+    big_low, big_high = auroc_interval(big_labels, big_scores)
+    assert big_low <= auroc(big_labels, big_scores) <= big_high
+    assert big_high - big_low < (high - low) / 2  # 40× more pairs: a much tighter interval
+
+
+def test_auroc_interval_is_deterministic_and_exact_for_separated_classes() -> None:
+    labels, scores = _overlapping_scores(10, 10, seed=2)
+    assert auroc_interval(labels, scores, seed=3) == auroc_interval(labels, scores, seed=3)
+    separated = np.r_[np.zeros(10), np.ones(10) + 5.0]
+    assert auroc_interval(labels, separated) == (1.0, 1.0)
+    ties = np.zeros(20)  # every pair tied: exactly one half in every resample
+    assert auroc_interval(labels, ties) == (0.5, 0.5)
+
+
+def test_auroc_interval_rejects_one_class_and_bad_level() -> None:
+    with pytest.raises(ValueError, match="only one class"):
+        auroc_interval(np.zeros(4), np.arange(4.0))
+    with pytest.raises(ValueError, match="level"):
+        auroc_interval([0, 1], [0.0, 1.0], level=1.0)
 
 
 def test_pixel_auroc_hand_case() -> None:

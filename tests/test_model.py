@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import threading
 from pathlib import Path
 
@@ -114,7 +115,12 @@ def test_cli_train_predict_evaluate(tiny_dataset, tmp_path, capsys):
     assert cli(["evaluate", str(model), str(tiny_dataset), "--json", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "RGB+3D I-AUROC" in printed and "mean" in printed
-    assert report.is_file()
+    assert "95 % interval" in printed
+    saved = json.loads(report.read_text())
+    counts = saved["counts"]
+    assert counts["normal"] + counts["anomalous"] == len(test_refs)
+    low, high = saved["i_auroc_interval_95"]["fused"]
+    assert 0.0 <= low <= saved["rows"]["all"]["fused"]["i_auroc"] <= high <= 1.0
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -160,7 +160,16 @@ class CurvesPanel(QWidget):
             self.subset.addItem(SUBSET_NAMES.get(name, f"{name} vs good"), name)
         self.subset.blockSignals(False)
         self._fill_table()
-        self.set_message(f"{n_samples} labelled samples scored · bold = best modality")
+        counts = getattr(report, "counts", {}) or {}
+        split = (
+            f" ({counts['normal']} normal / {counts['anomalous']} anomalous)"
+            if {"normal", "anomalous"} <= set(counts)
+            else ""
+        )
+        self.set_message(
+            f"{n_samples} labelled samples scored{split} · bold = best modality"
+            " · hover an I-AUROC of 'all' for its 95 % interval"
+        )
 
     def _fill_table(self) -> None:
         row_name = self.subset.currentData()
@@ -176,7 +185,21 @@ class CurvesPanel(QWidget):
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)
+                if row_name == "all" and metric == "i_auroc":
+                    item.setToolTip(self.interval_text(MODALITY_ROWS[r]))
                 self.table.setItem(r, c, item)
+
+    def interval_text(self, modality: str) -> str:
+        """The 'all' row's I-AUROC bootstrap interval, in words ('' when there is none)."""
+        intervals = getattr(self.report, "intervals", {}) or {}
+        if modality not in intervals:
+            return ""
+        low, high = intervals[modality]
+        counts = self.report.counts
+        return (
+            f"95 % bootstrap interval {low:.3f}–{high:.3f} over "
+            f"{counts['normal']} normal / {counts['anomalous']} anomalous images"
+        )
 
     def shown_value(self, metric: str, modality: str) -> str:
         """Text of one table cell (tests read the panel through this)."""

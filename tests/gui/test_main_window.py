@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from scipy import ndimage
 
+from mdss_app.panels.curves_panel import MODALITY_ROWS
 from mdss_app.panels.inspector import fmt
 from mdss_app.panels.sample_list import COL_DECISION, COL_FUSED, COL_SAMPLE
 from mdss_core.io import open_dataset
@@ -166,6 +167,11 @@ def test_metrics_table_matches_the_engine_metrics(scored_window):
         scores = np.array([getattr(win.predictions[k], attr) for k in keys])
         expected = auroc(labels, scores)
         assert win.curves_panel.shown_value("i_auroc", modality) == f"{expected:.3f}"
+        low, high = report.intervals[modality]
+        assert low <= expected <= high
+        item = win.curves_panel.table.item(MODALITY_ROWS.index(modality), 0)
+        assert item.toolTip() == win.curves_panel.interval_text(modality)
+        assert f"{low:.3f}–{high:.3f}" in item.toolTip()
     assert len(win.curves_panel.roc_plot.listDataItems()) >= 4  # diagonal + 3 modalities
 
 
