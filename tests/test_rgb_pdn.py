@@ -57,6 +57,14 @@ def test_normalize_images_accepts_uint8_float_and_both_layouts() -> None:
     assert reference[1, 0, 2, 3].item() == pytest.approx(expected, abs=1e-6)
 
 
+def test_normalize_images_channels_last_has_identical_values() -> None:
+    images = np.random.default_rng(4).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
+    plain = normalize_images(images)
+    nhwc = normalize_images(images, channels_last=True)
+    assert plain.is_contiguous() and nhwc.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(plain, nhwc)  # same numbers bit for bit, only the memory order differs
+
+
 def test_normalize_images_rejects_wrong_shapes() -> None:
     with pytest.raises(ValueError):
         normalize_images(np.zeros((2, 8, 8, 4), dtype=np.uint8))

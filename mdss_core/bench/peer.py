@@ -60,7 +60,7 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
 
 def _network_input(images: np.ndarray, device: str) -> torch.Tensor:
     """The same normalisation and layout as MDSS's own inference, for a like-for-like timing."""
-    return to_inference_layout(normalize_images(images).to(device))
+    return to_inference_layout(normalize_images(images, channels_last=True).to(device))
 
 
 class MemoryBankPeer:

@@ -133,12 +133,18 @@ def _uniform(shape: torch.Size, bound: float, generator: torch.Generator) -> tor
     return (torch.rand(shape, generator=generator) * 2.0 - 1.0) * bound
 
 
-def normalize_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+def normalize_images(
+    images: np.ndarray | torch.Tensor, channels_last: bool = False
+) -> torch.Tensor:
     """Images → ImageNet-normalised float32 N×3×H×W tensor (the ONLY place normalisation happens).
 
     Accepts uint8 (0–255) or float (0–1) data, channel-last N×H×W×3 / H×W×3 (numpy arrays or
     tensors) or channel-first N×3×H×W tensors. uint8 is always divided by 255; floats are taken
     as already in [0, 1]. The result stays on the input tensor's device.
+
+    ``channels_last=True`` returns the same values in NHWC memory (for inference, see
+    :func:`to_inference_layout`): an H×W×3 image already lies that way, so this skips two
+    layout copies (NHWC → NCHW → NHWC) per batch.
     """
     from_numpy = isinstance(images, np.ndarray)
     tensor = torch.from_numpy(np.ascontiguousarray(images)) if from_numpy else images
@@ -155,7 +161,8 @@ def normalize_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     tensor = tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor.float()
     mean = torch.tensor(IMAGENET_MEAN, device=tensor.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=tensor.device).view(1, 3, 1, 1)
-    return ((tensor - mean) / std).contiguous()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return ((tensor - mean) / std).contiguous(memory_format=layout)
 
 
 def to_inference_layout(x: torch.Tensor) -> torch.Tensor:

@@ -202,7 +202,8 @@ class RGBBranch(nn.Module):
         )
         with torch.inference_mode(), autocast:
             for part in _batches(images, batch_size):
-                x = to_inference_layout(normalize_images(images[part]).to(self.device))
+                x = normalize_images(images[part], channels_last=True).to(self.device)
+                x = to_inference_layout(x)  # no copy when already NHWC
                 pixel = upsample_map(self(x).float(), tuple(x.shape[-2:]))
                 maps.append(pixel[:, 0].float().cpu().numpy())
         if not maps:
