@@ -166,10 +166,7 @@ class CurvesPanel(QWidget):
             if {"normal", "anomalous"} <= set(counts)
             else ""
         )
-        self.set_message(
-            f"{n_samples} labelled samples scored{split} · bold = best modality"
-            " · hover an I-AUROC of 'all' for its 95 % interval"
-        )
+        self.set_message(f"{n_samples} labelled samples scored{split} · bold = best modality")
 
     def _fill_table(self) -> None:
         row_name = self.subset.currentData()

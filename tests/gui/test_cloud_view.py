@@ -30,7 +30,9 @@ def _frame_array(image: QImage) -> np.ndarray:
     image = image.convertToFormat(QImage.Format.Format_RGB888)
     width, height = image.width(), image.height()
     data = np.frombuffer(image.constBits(), np.uint8, image.bytesPerLine() * height)
-    return data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3)
+    rows = data.reshape(height, image.bytesPerLine())[:, : width * 3].reshape(height, width, 3)
+    # Copy while ``image`` is alive: the buffer view does not keep the QImage's memory alive.
+    return rows.copy()
 
 
 def test_view_shows_object_points_coloured_by_score(vtk_window):
