@@ -127,15 +127,15 @@ def summarize(scored: list[ScoredSample]) -> EvaluationReport:
     curves = {}
     labels = np.array([s.label for s in scored])
     counts = {"normal": int((labels == 0).sum()), "anomalous": int((labels == 1).sum())}
+    has_both = counts["normal"] > 0 and counts["anomalous"] > 0
     intervals = {}
-    if counts["normal"] and counts["anomalous"]:
-        for m in MODALITIES:
-            intervals[m] = auroc_interval(labels, np.array([s.scores[m] for s in scored]))
     for m in MODALITIES:
         entry = {}
-        if 0 < labels.sum() < len(labels):
-            fpr, tpr, _ = roc_curve(labels, np.array([s.scores[m] for s in scored]))
+        if has_both:
+            scores = np.array([s.scores[m] for s in scored])
+            fpr, tpr, _ = roc_curve(labels, scores)
             entry["roc"] = (fpr, tpr)
+            intervals[m] = auroc_interval(labels, scores)
         if any(s.gt.any() for s in scored):
             fpr, pro, _ = pro_curve([s.gt for s in scored], [s.maps[m] for s in scored])
             entry["pro"] = (fpr, pro)

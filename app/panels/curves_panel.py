@@ -160,12 +160,8 @@ class CurvesPanel(QWidget):
             self.subset.addItem(SUBSET_NAMES.get(name, f"{name} vs good"), name)
         self.subset.blockSignals(False)
         self._fill_table()
-        counts = getattr(report, "counts", {}) or {}
-        split = (
-            f" ({counts['normal']} normal / {counts['anomalous']} anomalous)"
-            if {"normal", "anomalous"} <= set(counts)
-            else ""
-        )
+        counts = report.counts
+        split = f" ({counts['normal']} normal / {counts['anomalous']} anomalous)" if counts else ""
         self.set_message(f"{n_samples} labelled samples scored{split} · bold = best modality")
 
     def _fill_table(self) -> None:
@@ -188,10 +184,9 @@ class CurvesPanel(QWidget):
 
     def interval_text(self, modality: str) -> str:
         """The 'all' row's I-AUROC bootstrap interval, in words ('' when there is none)."""
-        intervals = getattr(self.report, "intervals", {}) or {}
-        if modality not in intervals:
+        if self.report is None or modality not in self.report.intervals:
             return ""
-        low, high = intervals[modality]
+        low, high = self.report.intervals[modality]
         counts = self.report.counts
         return (
             f"95 % bootstrap interval {low:.3f}–{high:.3f} over "
