@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mdss_core.preprocess import (
     resize_rgb,
     valid_points_mask,
 )
+from mdss_core.preprocess.plane import _hypotheses_needed
 
 # Tilted table z = 0.65 + 0.3 x - 0.2 y  ->  unit normal towards the camera ∝ (0.3, -0.2, -1)
 TRUE_NORMAL = np.array([0.3, -0.2, -1.0]) / np.linalg.norm([0.3, -0.2, -1.0])
@@ -72,6 +74,43 @@ def test_ransac_ignores_clutter_on_the_border() -> None:
     cleaned, plane = remove_background_plane(xyz)
     assert abs(float(np.dot(plane.normal, TRUE_NORMAL))) > 0.999
     assert valid_points_mask(cleaned)[clutter & valid_points_mask(xyz)].all()
+
+
+def test_ransac_keeps_drawing_while_the_border_is_mostly_clutter() -> None:
+    # 40 % of the border points lie on a second, parallel surface 3 cm above the table: the
+    # adaptive stop must not settle before a triple on the true (largest) plane was drawn.
+    xyz, _ = synthetic_cloud(h=60, w=80, seed=4)
+    border = np.zeros(xyz.shape[:2], dtype=bool)
+    border[:10], border[-10:], border[:, :10], border[:, -10:] = True, True, True, True
+    rng = np.random.default_rng(0)
+    clutter = border & (rng.random(border.shape) < 0.4)
+    xyz[clutter, 2] -= 0.03
+    _, plane = remove_background_plane(xyz)
+    assert abs(float(np.dot(plane.normal, TRUE_NORMAL))) > 0.999
+    assert 0.5 < plane.inlier_fraction < 0.7
+
+
+def test_hypotheses_needed_follows_the_ransac_bound() -> None:
+    assert _hypotheses_needed(1.0) == 1.0
+    assert _hypotheses_needed(0.0) == math.inf
+    # (1 - 0.5³)^n = 0.001  ->  n = ln 0.001 / ln 0.875 ≈ 51.7
+    assert _hypotheses_needed(0.5) == pytest.approx(51.7, abs=0.1)
+    assert _hypotheses_needed(0.9) < _hypotheses_needed(0.5)
+
+
+def test_valid_points_mask_matches_its_definition() -> None:
+    xyz = np.array(
+        [
+            [[0, 0, 0], [0, 0, 1e-30], [-0.0, 0, 0], [np.nan, 1, 1]],
+            [[1, np.inf, 1], [1, 1, -np.inf], [0.2, -0.1, 0.6], [0, 3, 0]],
+        ],
+        dtype=np.float32,
+    )
+    expected = np.all(np.isfinite(xyz), axis=-1) & np.any(xyz != 0, axis=-1)
+    np.testing.assert_array_equal(valid_points_mask(xyz), expected)
+    np.testing.assert_array_equal(
+        valid_points_mask(xyz), [[False, True, False, False], [False, False, True, True]]
+    )
 
 
 def test_plane_falls_back_to_all_points_when_the_border_is_empty() -> None:

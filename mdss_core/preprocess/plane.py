@@ -7,6 +7,7 @@ to that plane is set to (0, 0, 0), the "missing point" value of organized clouds
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ _MIN_BORDER_POINTS = 100
 # few enough that (hypotheses × points) distances stay a few MB.
 _RANSAC_SAMPLE = 3000
 _HYPOTHESES_PER_CHUNK = 250
+# Stop drawing hypotheses once one all-inlier triple was drawn with this probability.
+_RANSAC_CONFIDENCE = 0.999
 _REFINE_ROUNDS = 3
 
 
@@ -36,12 +39,16 @@ class Plane:
     def signed_distance(self, points: np.ndarray) -> np.ndarray:
         """Signed distance of ``points`` (..., 3) to the plane, in the points' unit."""
         normal = np.asarray(self.normal, dtype=np.float64)
-        return np.asarray(points, dtype=np.float64) @ normal + self.offset
+        return _dot3(np.asarray(points, dtype=np.float64), normal) + self.offset
 
 
 def valid_points_mask(xyz: np.ndarray) -> np.ndarray:
     """True where an organized cloud holds a point: finite and not (0, 0, 0)."""
-    return np.all(np.isfinite(xyz), axis=-1) & np.any(xyz != 0, axis=-1)
+    # Per-coordinate passes: ~10x faster than reducing (H, W, 3) along its short last axis.
+    arr = np.asarray(xyz)
+    x, y, z = arr[..., 0], arr[..., 1], arr[..., 2]
+    finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    return finite & ((x != 0) | (y != 0) | (z != 0))
 
 
 def border_mask(shape: tuple[int, int], border: int) -> np.ndarray:
@@ -55,6 +62,16 @@ def border_mask(shape: tuple[int, int], border: int) -> np.ndarray:
     return mask
 
 
+def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dot product over the last axis (length 3), broadcasting, without BLAS.
+
+    Why not ``@``: numpy's OpenBLAS runs large products on its own threads, which keep spinning
+    for a while after the call. On a 2-core machine they took the cores from the torch pass that
+    follows preprocessing (the RGB branch ran ~50 ms slower right after plane removal).
+    """
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
 def _plane_from_triples(triples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit normals, offsets and a validity flag for planes through point triples (H, 3, 3)."""
     normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
@@ -63,16 +80,49 @@ def _plane_from_triples(triples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     scale = np.linalg.norm(triples[:, 1] - triples[:, 0], axis=1) ** 2 + 1e-30
     ok = lengths > 1e-9 * scale
     normals = normals / np.where(ok, lengths, 1.0)[:, None]
-    offsets = -np.einsum("hj,hj->h", normals, triples[:, 0])
+    offsets = -_dot3(normals, triples[:, 0])
     return normals, offsets, ok
 
 
 def _least_squares_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Total-least-squares plane: normal = direction of least variance around the centroid."""
+    """Total-least-squares plane: normal = direction of least variance around the centroid.
+
+    The eigenvector of the 3×3 scatter matrix with the smallest eigenvalue (the last right
+    singular vector of the centred points), built with einsum: no BLAS threads (see ``_dot3``).
+    """
     centroid = points.mean(axis=0)
-    _, _, vt = np.linalg.svd(points - centroid, full_matrices=False)
-    normal = vt[-1]
-    return normal, float(-normal @ centroid)
+    centred = points - centroid
+    _, vectors = np.linalg.eigh(np.einsum("ni,nj->ij", centred, centred))
+    normal = vectors[:, 0]
+    return normal, float(-_dot3(normal, centroid))
+
+
+def _inlier_counts(
+    points: np.ndarray, normals: np.ndarray, offsets: np.ndarray, threshold: float
+) -> np.ndarray:
+    """How many ``points`` (S, 3) float32 lie within ``threshold`` of each plane (H, 3), (H,).
+
+    float32 is plenty for a count against a millimetre threshold at metre range, and halves the
+    memory traffic; the distances are accumulated in place one axis at a time (no BLAS, see
+    ``_dot3``).
+    """
+    planes = normals.astype(np.float32)
+    dist = np.multiply.outer(points[:, 0], planes[:, 0])
+    for axis in (1, 2):
+        dist += np.multiply.outer(points[:, axis], planes[:, axis])
+    dist += offsets.astype(np.float32)
+    np.abs(dist, out=dist)
+    return (dist < threshold).sum(axis=0)
+
+
+def _hypotheses_needed(inlier_share: float, confidence: float = _RANSAC_CONFIDENCE) -> float:
+    """Draws needed to pick one all-inlier triple with ``confidence`` (standard RANSAC bound)."""
+    all_inliers = inlier_share**3
+    if all_inliers <= 0.0:
+        return math.inf
+    if all_inliers >= 1.0:
+        return 1.0
+    return math.log(1.0 - confidence) / math.log(1.0 - all_inliers)
 
 
 def fit_plane_ransac(
@@ -83,8 +133,9 @@ def fit_plane_ransac(
 ) -> Plane:
     """Robust plane through ``points`` (N, 3), N ≥ 3.
 
-    All ``iterations`` three-point hypotheses are scored at once (vectorised, in chunks) on a
-    random subsample; the winner is refined by least squares on its inliers among all points.
+    Up to ``iterations`` three-point hypotheses are scored (vectorised, in chunks of 250) on a
+    random subsample, stopping early once enough were drawn for the best inlier share seen
+    (99.9 % confidence); the winner is refined by least squares on its inliers among all points.
     """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 3:
@@ -95,10 +146,16 @@ def fit_plane_ransac(
     picks = rng.integers(0, len(sample), size=(max(1, iterations), 3))
     normals, offsets, ok = _plane_from_triples(sample[picks])
     counts = np.full(len(normals), -1, dtype=np.int64)
+    sample32 = sample.astype(np.float32)
     for start in range(0, len(normals), _HYPOTHESES_PER_CHUNK):
         stop = start + _HYPOTHESES_PER_CHUNK
-        dist = np.abs(sample @ normals[start:stop].T + offsets[start:stop])
-        counts[start:stop] = np.where(ok[start:stop], (dist < inlier_threshold).sum(axis=0), -1)
+        chunk = _inlier_counts(sample32, normals[start:stop], offsets[start:stop], inlier_threshold)
+        counts[start:stop] = np.where(ok[start:stop], chunk, -1)
+        # Adaptive stop: once the best inlier share says enough triples were drawn, the rest
+        # cannot be expected to find a better plane (a border that is mostly table stops after
+        # the first chunk; a cluttered one uses up to ``iterations``).
+        if stop >= _hypotheses_needed(max(counts.max(), 0) / len(sample)):
+            break
     best = int(np.argmax(counts))
     if counts[best] < 0:
         # Every hypothesis was degenerate (e.g. all points on a line): least squares still works.
@@ -106,12 +163,12 @@ def fit_plane_ransac(
     else:
         normal, offset = normals[best], float(offsets[best])
 
-    inliers = np.abs(pts @ normal + offset) < inlier_threshold
+    inliers = np.abs(_dot3(pts, normal) + offset) < inlier_threshold
     for _ in range(_REFINE_ROUNDS):
         if inliers.sum() < 3:
             break
         normal, offset = _least_squares_plane(pts[inliers])
-        refined = np.abs(pts @ normal + offset) < inlier_threshold
+        refined = np.abs(_dot3(pts, normal) + offset) < inlier_threshold
         if np.array_equal(refined, inliers):
             break
         inliers = refined
