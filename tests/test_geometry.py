@@ -14,11 +14,13 @@ from mdss_core.errors import Cancelled
 from mdss_core.geometry import (
     SDFConfig,
     build_sdf_net,
+    packed,
     patch_frame,
     point_scores,
     scores_to_map,
     train_sdf,
 )
+from mdss_core.geometry.packed import packed_decoder
 from mdss_core.geometry.train import neighbour_distance, sample_queries
 from mdss_core.preprocess.patches import make_patches
 
@@ -243,6 +245,40 @@ def test_point_scores_are_deterministic_and_restore_mode() -> None:
     np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-7)
     assert net.training
     assert (first[:128] > 0).all() and (first[128:] == 0).all()
+
+
+def test_packed_decoder_computes_the_same_function() -> None:
+    net = build_sdf_net(tiny_config()).eval()
+    queries = torch.rand(3, 40, 3, generator=torch.Generator().manual_seed(0)) - 0.5
+    with torch.inference_mode():
+        latent = net.encode(queries)
+        decode = packed_decoder(net.decoder, rows=3 * 40)
+        if decode is None:
+            pytest.skip("this torch build has no oneDNN fused linear")
+        expected = net.decode(latent, queries)
+        torch.testing.assert_close(decode(latent, queries), expected, rtol=1e-5, atol=1e-6)
+        # Other batch shapes than the one it was packed for work too.
+        torch.testing.assert_close(decode(latent[:1], queries[:1, :7]), expected[:1, :7])
+
+
+def test_point_scores_use_the_packed_decoder_and_fall_back_without_it(monkeypatch) -> None:
+    net = build_sdf_net(tiny_config()).eval()
+    cloud = wavy_surface(np.random.default_rng(1), side=12)
+    patches = make_patches(cloud, k=64, coverage=3.0, seed=0)
+    calls = []
+
+    def spy(decoder, rows):
+        calls.append(rows)
+        return packed_decoder(decoder, rows)
+
+    monkeypatch.setattr("mdss_core.geometry.infer.packed_decoder", spy)
+    fast = point_scores(net, cloud, patches, batch_size=4)
+    assert calls == [4 * 64]
+    monkeypatch.setattr(packed, "_ops_available", lambda: False)
+    assert packed_decoder(net.decoder, 64) is None
+    plain = point_scores(net, cloud, patches, batch_size=4)
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-7)
+    assert (plain > 0).all()
 
 
 def test_point_scores_rejects_bad_indices() -> None:

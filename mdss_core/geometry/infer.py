@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from mdss_core.geometry.network import SDFNet, patch_frame
+from mdss_core.geometry.packed import Decode, packed_decoder
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 
 CPU_PATCH_BATCH = 8
@@ -50,18 +51,30 @@ def point_scores(
     net.eval()  # running statistics, never batch statistics: a sample's scores must not vary
     try:
         with torch.inference_mode():
+            decode = (
+                _cpu_decoder(net, batch_size * patches.shape[1]) if device.type == "cpu" else None
+            )
+            decode = decode or net.decode
             for start in range(0, len(index), batch_size):
                 check_cancel(cancel, "geometry scoring")
                 ids = index[start : start + batch_size]
                 chunk = pts[ids]
                 chunk = patch_frame(chunk).apply(chunk)
-                sdf = net.decode(net.encode(chunk), chunk).abs().float()
+                sdf = decode(net.encode(chunk), chunk).abs().float()
                 best.scatter_reduce_(0, ids.reshape(-1), sdf.reshape(-1), reduce="amin")
                 report(progress, "geometry", min(start + batch_size, len(index)), len(index))
     finally:
         net.train(was_training)
     best[torch.isinf(best)] = 0.0
     return best.cpu().numpy().astype(np.float32)
+
+
+def _cpu_decoder(net: SDFNet, rows: int) -> Decode | None:
+    """The packed float32 decoder (see :mod:`mdss_core.geometry.packed`) when it applies."""
+    first = next(net.parameters(), None)
+    if not isinstance(net, SDFNet) or first is None or first.dtype != torch.float32:
+        return None
+    return packed_decoder(net.decoder, rows)
 
 
 def scores_to_map(
