@@ -72,7 +72,7 @@ def compute_floor(
         "gflop": round(flops["total_flops"] / 1e9, 3),
         **machine,
         "floor_ms": round(floor_ms, 3),
-        "end_to_end_over_floor": round(end_to_end_ms / max(floor_ms, 1e-9), 1),
+        "end_to_end_over_floor": round(end_to_end_ms / max(floor_ms, 1e-9), 2),
         "threads": torch.get_num_threads(),
     }
 

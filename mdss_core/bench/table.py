@@ -43,7 +43,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"crop {tr['rgb_crop']}), SDF {tr['sdf_step_ms']:.1f} ms (batch {tr['sdf_batch']})",
         f"compute floor: {fl['gflop']:.3f} GFLOP per prediction (RGB {fl['rgb_flops'] / 1e9:.3f}, "
         f"SDF {fl['sdf_flops'] / 1e9:.3f}) at {fl['gflops_per_s']:.1f} GFLOP/s sustained conv "
-        f"→ floor {fl['floor_ms']:.2f} ms; end to end = {fl['end_to_end_over_floor']:.1f}× floor",
+        f"→ floor {fl['floor_ms']:.2f} ms; end to end = {fl['end_to_end_over_floor']:.2f}× floor",
         "",
         "scaling (per sample, inference)     time ms               memory MB",
         "  n_train      mdss      peer  peer/mdss      mdss      peer  peer/mdss",
