@@ -289,7 +289,7 @@ def train_student(
         order = order[config.batch_size :]
         rows = torch.from_numpy(index).to(device)
         d = cosine_d(step, config.steps, config.d_start, config.d_end)
-        crop = _crop_window(config.crop, size, teacher.size, grid, cached is not None, rng, index)
+        crop = _crop_window(config.crop, size, teacher.size, grid, rng, index)
         x = normalize_images(_crop_pixels(images[index], crop)).to(device)
         autocast = (
             torch.autocast(device.type, dtype=amp_dtype)
@@ -329,7 +329,6 @@ def _crop_window(
     size: int,
     pdn_size: str,
     grid: int,
-    have_cache: bool,
     rng: np.random.Generator,
     index: np.ndarray,
 ) -> _Crop | None:
@@ -337,9 +336,11 @@ def _crop_window(
 
     Why crops are exact: the unpadded PDN is translation-equivariant with stride 4 (both
     pools see even shifts), so the output of a crop starting at pixel 4a equals cells a… of the
-    whole image's output — the cached teacher targets can simply be sliced.
+    whole image's output — the cached teacher targets can simply be sliced. Without a cache
+    (too many images to keep their outputs) the teacher runs on the crop itself, which gives
+    the same targets at a quarter of a whole image's cost.
     """
-    if crop <= 0 or crop >= size or not have_cache:
+    if crop <= 0 or crop >= size:
         return None
     cells = pdn_output_size(crop, pdn_size)
     limit = min(grid - cells, (size - crop) // 4)
