@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from mdss_core.geometry.infer import scores_to_map
 from mdss_core.preprocess.pipeline import PreparedSample
 from mdss_core.rgb.maps import mask_to_grid, upsample_map
-from mdss_core.rgb.pdn import normalize_images, to_inference_layout
+from mdss_core.rgb.pdn import normalize_images
 from mdss_core.rgb.train import RGBBranch
 
 NORMAL_NEIGHBOURS = 16  # points per local PCA: enough for a stable normal on a 0.24 mm grid
@@ -60,7 +60,7 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
 
 def _network_input(images: np.ndarray, device: str) -> torch.Tensor:
     """The same normalisation and layout as MDSS's own inference, for a like-for-like timing."""
-    return to_inference_layout(normalize_images(images, channels_last=True).to(device))
+    return normalize_images(images, channels_last=True).to(device)
 
 
 class MemoryBankPeer:

@@ -51,10 +51,7 @@ def point_scores(
     net.eval()  # running statistics, never batch statistics: a sample's scores must not vary
     try:
         with torch.inference_mode():
-            decode = (
-                _cpu_decoder(net, batch_size * patches.shape[1]) if device.type == "cpu" else None
-            )
-            decode = decode or net.decode
+            decode = _inference_decoder(net, device, batch_size * patches.shape[1])
             for start in range(0, len(index), batch_size):
                 check_cancel(cancel, "geometry scoring")
                 ids = index[start : start + batch_size]
@@ -69,12 +66,12 @@ def point_scores(
     return best.cpu().numpy().astype(np.float32)
 
 
-def _cpu_decoder(net: SDFNet, rows: int) -> Decode | None:
-    """The packed float32 decoder (see :mod:`mdss_core.geometry.packed`) when it applies."""
+def _inference_decoder(net: SDFNet, device: torch.device, rows: int) -> Decode:
+    """The packed float32 decoder on CPU (see :mod:`mdss_core.geometry.packed`), else the net's."""
     first = next(net.parameters(), None)
-    if not isinstance(net, SDFNet) or first is None or first.dtype != torch.float32:
-        return None
-    return packed_decoder(net.decoder, rows)
+    float32_cpu = device.type == "cpu" and first is not None and first.dtype == torch.float32
+    packed = packed_decoder(net.decoder, rows) if float32_cpu and isinstance(net, SDFNet) else None
+    return packed or net.decode
 
 
 def scores_to_map(

@@ -21,7 +21,6 @@ from mdss_core.rgb.pdn import (
     init_pdn_,
     normalize_images,
     pdn_output_size,
-    to_inference_layout,
 )
 
 # torch.quantile refuses inputs above 2^24 elements; kthvalue has no such limit, but the
@@ -203,7 +202,6 @@ class RGBBranch(nn.Module):
         with torch.inference_mode(), autocast:
             for part in _batches(images, batch_size):
                 x = normalize_images(images[part], channels_last=True).to(self.device)
-                x = to_inference_layout(x)  # no copy when already NHWC
                 pixel = upsample_map(self(x).float(), tuple(x.shape[-2:]))
                 maps.append(pixel[:, 0].float().cpu().numpy())
         if not maps:
