@@ -19,10 +19,12 @@ from mdss_core.rgb import (
     default_teacher,
     fast_config,
     normalize_images,
+    packed,
     paper_config,
     train_student,
 )
 from mdss_core.rgb import train as train_module
+from mdss_core.rgb.maps import upsample_map
 
 SIZE = 64
 CROP = 48  # a multiple of the PDN stride, smaller than SIZE
@@ -129,6 +131,28 @@ def test_maps_shape_and_state_roundtrip(teacher, data, tmp_path: Path) -> None:
     broken["mean"] = torch.zeros(1, 3, 1, 1)
     with pytest.raises(ModelFileError, match="mean"):
         RGBBranch.from_state_dict(broken, "small", source="broken.mdss")
+
+
+def test_maps_through_packed_nets_follow_weight_changes(teacher, data, monkeypatch) -> None:
+    images, masks = data
+    branch = train_student(teacher, images, masks, _config())
+
+    def module_maps() -> np.ndarray:
+        with torch.inference_mode():
+            x = normalize_images(images, channels_last=True)
+            return upsample_map(branch(x), (SIZE, SIZE))[:, 0].numpy()
+
+    np.testing.assert_allclose(branch.anomaly_maps(images), module_maps(), rtol=1e-5, atol=1e-7)
+    # Weights changed in place after the first call: the packed copies must be rebuilt.
+    with torch.no_grad():
+        branch.student[0].bias.add_(0.5)
+    changed = branch.anomaly_maps(images)
+    np.testing.assert_allclose(changed, module_maps(), rtol=1e-5, atol=1e-7)
+    # Without the fused ops the module itself runs, with the same maps.
+    monkeypatch.setattr(packed, "_ops_available", lambda: False)
+    branch._packed = None
+    np.testing.assert_allclose(branch.anomaly_maps(images), changed, rtol=1e-5, atol=1e-7)
+    assert branch._packed is not None and branch._packed[1] is None
 
 
 def test_bad_arrays_are_rejected(teacher, data) -> None:

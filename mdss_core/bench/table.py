@@ -63,6 +63,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(
         "  (peer = PatchCore-style exact nearest neighbour over all foreground teacher cells and "
         "all training points' normal/curvature features;\n"
-        "   memory: peer = teacher weights + bank + peak, mdss = parameters + peak extra memory)"
+        "   memory: peer = teacher weights + bank + peak, "
+        "mdss = parameters (+ packed CPU copies) + peak extra memory)"
     )
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from mdss_core.errors import ModelFileError
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.config import RGBConfig
 from mdss_core.rgb.maps import mask_to_grid, squared_difference_map, upsample_map
+from mdss_core.rgb.packed import PackedPDN, packed_pdn, weights_key
 from mdss_core.rgb.pdn import (
     PDN,
     init_pdn_,
@@ -143,6 +144,8 @@ class RGBBranch(nn.Module):
         self.register_buffer("std", std.detach().reshape(1, channels, 1, 1).float().clone())
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
+        # Packed CPU forms of teacher and student, with the weights_key they were built from.
+        self._packed: tuple[tuple, tuple[PackedPDN, PackedPDN] | None] | None = None
 
     @classmethod
     def empty(cls, pdn_size: str = "small") -> RGBBranch:
@@ -175,11 +178,37 @@ class RGBBranch(nn.Module):
         return self.mean.device
 
     def normalized_teacher(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.teacher(x).float() - self.mean) / self.std
+        return self._normalize_teacher_output(self.teacher(x))
+
+    def _normalize_teacher_output(self, out: torch.Tensor) -> torch.Tensor:
+        return (out.float() - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised N×3×S×S → cell anomaly map N×1×h×w."""
         return squared_difference_map(self.normalized_teacher(x), self.student(x))
+
+    def packed_bytes(self) -> int:
+        """Memory held by the packed inference copies of the weights (0 before the first use)."""
+        nets = self._packed[1] if self._packed else None
+        return sum(net.nbytes for net in nets) if nets else 0
+
+    def _inference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` for inference: through packed nets on CPU float32 (see ``rgb.packed``).
+
+        The packed weights are kept between calls (repacking costs ~5 ms per net) and rebuilt
+        whenever the weights changed since (training, ``load_state_dict``, ``to``).
+        """
+        if self.device.type != "cpu" or x.dtype != torch.float32:
+            return self(x)
+        key = weights_key(self)
+        if self._packed is None or self._packed[0] != key:
+            teacher, student = packed_pdn(self.teacher), packed_pdn(self.student)
+            self._packed = (key, (teacher, student) if teacher and student else None)
+        nets = self._packed[1]
+        if nets is None:
+            return self(x)
+        teacher, student = nets
+        return squared_difference_map(self._normalize_teacher_output(teacher(x)), student(x))
 
     def anomaly_maps(
         self, images: np.ndarray | torch.Tensor, batch_size: int = 8, amp: bool = False
@@ -202,7 +231,7 @@ class RGBBranch(nn.Module):
         with torch.inference_mode(), autocast:
             for part in _batches(images, batch_size):
                 x = normalize_images(images[part], channels_last=True).to(self.device)
-                pixel = upsample_map(self(x).float(), tuple(x.shape[-2:]))
+                pixel = upsample_map(self._inference_forward(x).float(), tuple(x.shape[-2:]))
                 maps.append(pixel[:, 0].float().cpu().numpy())
         if not maps:
             return np.zeros((0, 0, 0), dtype=np.float32)
