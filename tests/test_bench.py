@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from mdss_core.bench import BenchSettings, run_bench
+from mdss_core.bench.floor import CONV_SHAPE, interleaved_ms, reference_conv
 from mdss_core.bench.peer import MemoryBankPeer, nearest_distance, point_features
 from mdss_core.bench.table import format_table
 from mdss_core.bench.workload import build_workload
@@ -36,6 +38,37 @@ def test_result_has_the_promised_keys_and_is_json(toy_result: dict) -> None:
     assert set(stages) >= {"load", "preprocess", "rgb_branch", "geometry_branch", "fusion"}
     assert json.loads(json.dumps(toy_result)) == toy_result
     assert "scaling" in format_table(toy_result)
+
+
+def test_end_to_end_and_floor_come_from_one_interleaved_measurement(toy_result: dict) -> None:
+    floor = toy_result["floor"]
+    assert toy_result["end_to_end_ms"] == floor["end_to_end_ms"]
+    ratio = floor["end_to_end_ms"] / floor["floor_ms"]
+    assert floor["end_to_end_over_floor"] == pytest.approx(ratio, abs=0.01)
+    assert floor["pairs"] == 2 * toy_result["settings"]["repeats"] + 1
+    # The packed RGB weights used on CPU are counted in mdss's memory.
+    row = toy_result["scaling"][0]
+    assert row["mdss_packed_mb"] > 0
+    assert row["mdss_mem_mb"] >= row["mdss_params_mb"] + row["mdss_packed_mb"]
+
+
+def test_interleaved_timing_alternates_the_two_calls() -> None:
+    calls: list[str] = []
+    first_ms, second_ms = interleaved_ms(
+        lambda: calls.append("a"), lambda: (calls.append("b"), time.sleep(0.002)), 3, "cpu"
+    )
+    assert calls == ["a", "b"] * 4  # one warm-up pair, then three timed pairs
+    assert second_ms >= 2.0 > first_ms
+
+
+def test_reference_conv_matches_a_plain_convolution() -> None:
+    conv, flops = reference_conv("cpu")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(CONV_SHAPE, generator=generator)
+    w = torch.randn(CONV_SHAPE[1], CONV_SHAPE[1], 3, 3, generator=generator)
+    expected = torch.nn.functional.conv2d(x, w, padding=1)
+    torch.testing.assert_close(conv(), expected, rtol=1e-4, atol=1e-3)
+    assert flops == 2 * CONV_SHAPE[1] * 9 * expected.numel()
 
 
 def test_peer_bank_grows_with_training_set_and_mdss_does_not(toy_result: dict) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdss_core.bench.measure import median_ms
+from mdss_core.bench.measure import median_ms, synchronize
 from mdss_core.geometry.network import patch_frame
 from mdss_core.model import MDSSModel
+from mdss_core.rgb.packed import packed_pdn
 
 # The reference convolution: 3×3, 256 → 256 channels on 64×64 — the width and map size of the
 # PDN's middle layers at 256² input, so its throughput is one the PDN could reach.
@@ -35,8 +40,8 @@ def prediction_flops(model: MDSSModel, size: int, n_patches: int, k: int) -> dic
     return {"rgb_flops": rgb, "sdf_flops": sdf, "total_flops": rgb + sdf}
 
 
-def conv_throughput(device: str, repeats: int = 5) -> dict[str, Any]:
-    """Sustained GFLOP/s of a large float32 conv2d on ``device`` (median of ``repeats``)."""
+def reference_conv(device: str) -> tuple[Callable[[], Any], int]:
+    """The reference convolution as a call, and its FLOPs."""
     generator = torch.Generator().manual_seed(0)
     # Channels-last, the layout the PDN runs in and the faster one: the floor is the best case.
     x = torch.randn(CONV_SHAPE, generator=generator).to(device)
@@ -44,11 +49,29 @@ def conv_throughput(device: str, repeats: int = 5) -> dict[str, Any]:
     w = torch.randn(CONV_SHAPE[1], CONV_SHAPE[1], CONV_KERNEL, CONV_KERNEL, generator=generator).to(
         device
     )
-    with torch.inference_mode():
-        with FlopCounterMode(display=False) as counter:
-            F.conv2d(x, w, padding=1)
-        flops = counter.get_total_flops()
-        ms = median_ms(lambda: F.conv2d(x, w, padding=1), repeats, 2, device)
+    # On CPU the PDN runs with pre-packed weights (rgb.packed); so does the reference, when it can.
+    layer = nn.Conv2d(CONV_SHAPE[1], CONV_SHAPE[1], CONV_KERNEL, padding=1, bias=False).to(device)
+    with torch.no_grad():
+        layer.weight.copy_(w)
+    packed = packed_pdn(nn.Sequential(layer)) if device == "cpu" else None
+
+    def conv() -> torch.Tensor:
+        with torch.inference_mode():
+            return packed(x) if packed else F.conv2d(x, w, padding=1)
+
+    # Counted on the plain op: the flop counter does not know the packed one.
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        F.conv2d(x, w, padding=1)
+    return conv, int(counter.get_total_flops())
+
+
+def conv_throughput(device: str, repeats: int = 5) -> dict[str, Any]:
+    """Sustained GFLOP/s of a large float32 conv2d on ``device`` (median of ``repeats``)."""
+    conv, flops = reference_conv(device)
+    return _throughput(flops, median_ms(conv, repeats, 2, device))
+
+
+def _throughput(flops: int, ms: float) -> dict[str, Any]:
     return {
         "conv_gflop": round(flops / 1e9, 3),
         "conv_ms": round(ms, 2),
@@ -56,25 +79,54 @@ def conv_throughput(device: str, repeats: int = 5) -> dict[str, Any]:
     }
 
 
+def interleaved_ms(
+    first: Callable[[], Any], second: Callable[[], Any], pairs: int, device: str
+) -> tuple[float, float]:
+    """Median wall ms of ``first()`` and of ``second()``, timed in alternation (after a warm-up).
+
+    Alternating puts both under the same machine state: on a shared VM the speed drifts by
+    10-20 % over seconds, which would otherwise land on one side of a ratio only.
+    """
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(max(1, pairs)):
+        for fn, series in ((first, times[0]), (second, times[1])):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            series.append(1e3 * (time.perf_counter() - start))
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def compute_floor(
     model: MDSSModel,
     size: int,
     patch_shape: tuple[int, int],
-    end_to_end_ms: float,
-    repeats: int = 5,
+    end_to_end: Callable[[], Any],
+    pairs: int = 15,
 ) -> dict[str, Any]:
-    """``floor_ms`` = prediction FLOPs / sustained throughput; end to end as a multiple of it."""
+    """``floor_ms`` = prediction FLOPs / sustained conv throughput; end to end as a multiple.
+
+    ``end_to_end()`` (one whole prediction) and the reference convolution are timed in
+    alternation, ``pairs`` times each, so that the ratio compares like with like.
+    """
     flops = prediction_flops(model, size, *patch_shape)
-    machine = conv_throughput(model.device, repeats)
+    conv, conv_flops = reference_conv(model.device)
+    end_to_end_ms, conv_ms = interleaved_ms(end_to_end, conv, pairs, model.device)
+    machine = _throughput(conv_flops, conv_ms)
     floor_ms = flops["total_flops"] / (machine["gflops_per_s"] * 1e9) * 1e3
     return {
         **flops,
         "gflop": round(flops["total_flops"] / 1e9, 3),
         **machine,
         "floor_ms": round(floor_ms, 3),
+        "end_to_end_ms": round(end_to_end_ms, 2),
         "end_to_end_over_floor": round(end_to_end_ms / max(floor_ms, 1e-9), 2),
+        "pairs": max(1, pairs),
         "threads": torch.get_num_threads(),
     }
 
 
-__all__ = ["compute_floor", "conv_throughput", "prediction_flops"]
+__all__ = ["compute_floor", "conv_throughput", "interleaved_ms", "prediction_flops"]
