@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from mdss_core.bench import BenchSettings, run_bench
-from mdss_core.bench.floor import CONV_SHAPE, interleaved_ms, reference_conv
+from mdss_core.bench.floor import CONV_SHAPE, reference_conv
+from mdss_core.bench.measure import interleaved_ms
 from mdss_core.bench.peer import MemoryBankPeer, nearest_distance, point_features
 from mdss_core.bench.table import format_table
 from mdss_core.bench.workload import build_workload

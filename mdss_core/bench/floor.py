@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdss_core.bench.measure import median_ms, synchronize
+from mdss_core.bench.measure import interleaved_ms, median_ms
 from mdss_core.geometry.network import patch_frame
 from mdss_core.model import MDSSModel
 from mdss_core.rgb.packed import packed_pdn
@@ -79,27 +77,6 @@ def _throughput(flops: int, ms: float) -> dict[str, Any]:
     }
 
 
-def interleaved_ms(
-    first: Callable[[], Any], second: Callable[[], Any], pairs: int, device: str
-) -> tuple[float, float]:
-    """Median wall ms of ``first()`` and of ``second()``, timed in alternation (after a warm-up).
-
-    Alternating puts both under the same machine state: on a shared VM the speed drifts by
-    10-20 % over seconds, which would otherwise land on one side of a ratio only.
-    """
-    first()
-    second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(max(1, pairs)):
-        for fn, series in ((first, times[0]), (second, times[1])):
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            series.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
 def compute_floor(
     model: MDSSModel,
     size: int,
@@ -129,4 +106,4 @@ def compute_floor(
     }
 
 
-__all__ = ["compute_floor", "conv_throughput", "interleaved_ms", "prediction_flops"]
+__all__ = ["compute_floor", "conv_throughput", "prediction_flops"]

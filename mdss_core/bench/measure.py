@@ -40,6 +40,27 @@ def median_ms(
     return float(statistics.median(times))
 
 
+def interleaved_ms(
+    first: Callable[[], Any], second: Callable[[], Any], pairs: int, device: str
+) -> tuple[float, float]:
+    """Median wall ms of ``first()`` and of ``second()``, timed in alternation (after a warm-up).
+
+    Alternating puts both under the same machine state: on a shared VM the speed drifts by
+    10-20 % over seconds, which would otherwise land on one side of a ratio only.
+    """
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(max(1, pairs)):
+        for fn, series in ((first, times[0]), (second, times[1])):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            series.append(1e3 * (time.perf_counter() - start))
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def current_rss_bytes() -> int:
     """Resident set size of this process now (Linux /proc; 0 where unavailable)."""
     try:

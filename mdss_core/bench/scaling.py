@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mdss_core.bench.measure import PeakMemory, mb, median_ms, tensor_bytes
+from mdss_core.bench.measure import PeakMemory, interleaved_ms, mb, tensor_bytes
 from mdss_core.bench.peer import MemoryBankPeer
 from mdss_core.bench.workload import Workload, train_model
 from mdss_core.model import MDSSModel
@@ -56,13 +56,10 @@ def _predictors(work: Workload, methods: Methods) -> tuple[Callable[[], Any], Ca
 
 
 def time_methods(work: Workload, methods: Methods, device: str) -> dict[str, Any]:
-    s = work.settings
+    """Per-sample time of both methods, timed in alternation (same machine state for both)."""
     mdss_once, peer_once = _predictors(work, methods)
-    return {
-        "n_train": methods.n_train,
-        "mdss_ms": round(median_ms(mdss_once, s.repeats, s.warmup, device), 2),
-        "peer_ms": round(median_ms(peer_once, s.repeats, s.warmup, device), 2),
-    }
+    mdss_ms, peer_ms = interleaved_ms(mdss_once, peer_once, work.settings.repeats, device)
+    return {"n_train": methods.n_train, "mdss_ms": round(mdss_ms, 2), "peer_ms": round(peer_ms, 2)}
 
 
 def memory_of_methods(work: Workload, methods: Methods, device: str) -> dict[str, Any]:

@@ -44,6 +44,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"compute floor: {fl['gflop']:.3f} GFLOP per prediction (RGB {fl['rgb_flops'] / 1e9:.3f}, "
         f"SDF {fl['sdf_flops'] / 1e9:.3f}) at {fl['gflops_per_s']:.1f} GFLOP/s sustained conv "
         f"→ floor {fl['floor_ms']:.2f} ms; end to end = {fl['end_to_end_over_floor']:.2f}× floor",
+        f"  (end to end and the reference conv timed in alternation, median of {fl['pairs']} pairs;"
+        " scaling: mdss and peer in alternation)",
         "",
         "scaling (per sample, inference)     time ms               memory MB",
         "  n_train      mdss      peer  peer/mdss      mdss      peer  peer/mdss",
