@@ -330,3 +330,15 @@ def test_bump_scores_higher_than_the_smooth_surface() -> None:
     on_bump = np.abs(test[:, 2] - smooth[:, 2]) > 3e-4
     scores = point_scores(net, test, make_patches(test, k=100, coverage=4.0))
     assert scores[on_bump].mean() > 1.5 * scores[~on_bump].mean()
+
+
+def test_packed_decoder_is_refused_when_its_kernels_fail(monkeypatch) -> None:
+    net = build_sdf_net(tiny_config()).eval()
+    if packed_decoder(net.decoder, 8) is None:
+        pytest.skip("this torch build has no oneDNN fused linear")
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("could not create a primitive")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", failing)
+    assert packed_decoder(net.decoder, 8) is None

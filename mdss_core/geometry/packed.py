@@ -36,7 +36,8 @@ def packed_decoder(decoder: ImplicitDecoder, rows: int) -> Decode | None:
     """``decode(latent (B, L), queries (B, Q, 3)) -> (B, Q)`` for CPU float32 inference.
 
     ``rows`` (B·Q of the batches to come) lets oneDNN pick its blocking; other row counts
-    still work. Returns ``None`` when the fused ops are unavailable or refuse the weights.
+    still work. Returns ``None`` when the fused ops are unavailable, refuse the weights, or fail
+    on a one-query trial call.
     Call it under ``torch.inference_mode()``; the weights are snapshotted, so repack after
     training the decoder further.
     """
@@ -68,6 +69,11 @@ def packed_decoder(decoder: ImplicitDecoder, rows: int) -> Decode | None:
             x = linear(x, weight, bias, "relu", [], "")
         return decoder.out(x).view(batch, count)
 
+    try:  # a build that packs but cannot run the fused kernels must fall back, not fail later
+        with torch.no_grad():
+            decode(torch.zeros(1, decoder.from_latent.in_features), torch.zeros(1, 1, 3))
+    except RuntimeError:
+        return None
     return decode
 
 

@@ -208,7 +208,12 @@ class RGBBranch(nn.Module):
         if nets is None:
             return self(x)
         teacher, student = nets
-        return squared_difference_map(self._normalize_teacher_output(teacher(x)), student(x))
+        try:
+            return squared_difference_map(self._normalize_teacher_output(teacher(x)), student(x))
+        except RuntimeError:
+            # A oneDNN build that packs but cannot run this input: use the modules from now on.
+            self._packed = (key, None)
+            return self(x)
 
     def anomaly_maps(
         self, images: np.ndarray | torch.Tensor, batch_size: int = 8, amp: bool = False
