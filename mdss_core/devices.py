@@ -41,3 +41,15 @@ def available_devices() -> list[tuple[str, str]]:
     if torch.cuda.is_available():
         choices.append(("cuda", device_label("cuda")))
     return choices
+
+
+def onednn_ops_available(*names: str) -> bool:
+    """Whether this torch build has oneDNN and every ``torch.ops.mkldnn`` op in ``names``.
+
+    The packed CPU inference paths (``rgb.packed``, ``geometry.packed``) use such ops, the ones
+    torch's own CPU compiler emits; builds without them run the plain modules.
+    """
+    import torch
+
+    mkldnn = torch.ops.mkldnn
+    return torch.backends.mkldnn.is_available() and all(hasattr(mkldnn, n) for n in names)

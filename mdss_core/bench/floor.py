@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdss_core.bench.measure import interleaved_ms, median_ms
+from mdss_core.bench.measure import interleaved_ms
 from mdss_core.geometry.network import patch_frame
 from mdss_core.model import MDSSModel
 from mdss_core.rgb.packed import packed_pdn
@@ -63,12 +63,6 @@ def reference_conv(device: str) -> tuple[Callable[[], Any], int]:
     return conv, int(counter.get_total_flops())
 
 
-def conv_throughput(device: str, repeats: int = 5) -> dict[str, Any]:
-    """Sustained GFLOP/s of a large float32 conv2d on ``device`` (median of ``repeats``)."""
-    conv, flops = reference_conv(device)
-    return _throughput(flops, median_ms(conv, repeats, 2, device))
-
-
 def _throughput(flops: int, ms: float) -> dict[str, Any]:
     return {
         "conv_gflop": round(flops / 1e9, 3),
@@ -106,4 +100,4 @@ def compute_floor(
     }
 
 
-__all__ = ["compute_floor", "conv_throughput", "prediction_flops"]
+__all__ = ["compute_floor", "prediction_flops", "reference_conv"]

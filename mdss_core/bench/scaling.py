@@ -8,6 +8,7 @@ from typing import Any
 
 from mdss_core.bench.measure import PeakMemory, interleaved_ms, mb, tensor_bytes
 from mdss_core.bench.peer import MemoryBankPeer
+from mdss_core.bench.stages import end_to_end_call
 from mdss_core.bench.workload import Workload, train_model
 from mdss_core.model import MDSSModel
 from mdss_core.preprocess.pipeline import prepare
@@ -45,14 +46,11 @@ def _predictors(work: Workload, methods: Methods) -> tuple[Callable[[], Any], Ca
     ref = work.val_refs[0]
     cfg = work.config
 
-    def mdss_once() -> None:
-        methods.model.predict(ref.load())
-
     def peer_once() -> None:
         sample = ref.load()
         methods.peer.predict(prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path))
 
-    return mdss_once, peer_once
+    return end_to_end_call(methods.model, work), peer_once
 
 
 def time_methods(work: Workload, methods: Methods, device: str) -> dict[str, Any]:

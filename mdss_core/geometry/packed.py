@@ -18,18 +18,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from mdss_core.devices import onednn_ops_available
 from mdss_core.geometry.network import ImplicitDecoder
 
 Decode = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _ops_available() -> bool:
-    mkldnn = torch.ops.mkldnn
-    return (
-        torch.backends.mkldnn.is_available()
-        and hasattr(mkldnn, "_linear_pointwise")
-        and hasattr(mkldnn, "_reorder_linear_weight")
-    )
+    return onednn_ops_available("_linear_pointwise", "_reorder_linear_weight")
 
 
 def packed_decoder(decoder: ImplicitDecoder, rows: int) -> Decode | None:

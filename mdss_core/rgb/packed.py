@@ -18,16 +18,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mdss_core.devices import onednn_ops_available
+
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _ops_available() -> bool:
-    mkldnn = torch.ops.mkldnn
-    return (
-        torch.backends.mkldnn.is_available()
-        and hasattr(mkldnn, "_convolution_pointwise")
-        and hasattr(mkldnn, "_reorder_convolution_weight")
-    )
+    return onednn_ops_available("_convolution_pointwise", "_reorder_convolution_weight")
 
 
 def weights_key(module: nn.Module) -> tuple[tuple[int, int], ...]:
@@ -57,9 +54,10 @@ def packed_pdn(pdn: nn.Sequential) -> PackedPDN | None:
     """``forward(x)`` equal to ``pdn(x)`` for CPU float32 inference, or ``None`` if unsupported.
 
     Walks the sequential net: each ``Conv2d`` is packed once, a ``ReLU`` right after it is fused
-    into it, ``AvgPool2d`` runs as is. Any other layer type, a non-float32 or non-CPU weight, or
-    ops missing from this torch build → ``None``. The weights are snapshotted: repack (compare
-    :func:`weights_key`) after they change. Call the result under ``torch.inference_mode()``.
+    into it, ``AvgPool2d`` runs as is. Any other layer type, a non-float32 or non-CPU weight,
+    ops missing from this torch build, or a failing trial call on a small input → ``None``.
+    The weights are snapshotted: repack (compare :func:`weights_key`) after they change. Call
+    the result under ``torch.inference_mode()``.
     """
     if not _ops_available():
         return None
@@ -83,7 +81,26 @@ def packed_pdn(pdn: nn.Sequential) -> PackedPDN | None:
                 position += 1
             else:
                 return None
-    return PackedPDN(steps, nbytes)
+    net = PackedPDN(steps, nbytes)
+    return net if _runs(net, layers) else None
+
+
+# Side of the trial input: big enough for every PDN size (PDN-medium unpadded needs 33 px).
+_TRIAL_SIDE = 64
+
+
+def _runs(net: PackedPDN, layers: list[nn.Module]) -> bool:
+    """One small trial call: a build that packs but cannot run the fused kernels falls back."""
+    convs = [layer for layer in layers if isinstance(layer, nn.Conv2d)]
+    if not convs:
+        return False  # nothing to pack: the module itself is as fast
+    trial = torch.zeros(1, convs[0].in_channels, _TRIAL_SIDE, _TRIAL_SIDE)
+    try:
+        with torch.no_grad():
+            net(trial.contiguous(memory_format=torch.channels_last))
+    except RuntimeError:
+        return False
+    return True
 
 
 def _packed_conv(conv: nn.Conv2d, attr: str) -> tuple[Forward, int] | None:

@@ -195,7 +195,7 @@ class RGBBranch(nn.Module):
     def _inference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` for inference: through packed nets on CPU float32 (see ``rgb.packed``).
 
-        The packed weights are kept between calls (repacking costs ~5 ms per net) and rebuilt
+        The packed nets are kept between calls (packing + trial call: ~15 ms per net) and rebuilt
         whenever the weights changed since (training, ``load_state_dict``, ``to``).
         """
         if self.device.type != "cpu" or x.dtype != torch.float32:
@@ -208,12 +208,7 @@ class RGBBranch(nn.Module):
         if nets is None:
             return self(x)
         teacher, student = nets
-        try:
-            return squared_difference_map(self._normalize_teacher_output(teacher(x)), student(x))
-        except RuntimeError:
-            # A oneDNN build that packs but cannot run this input: use the modules from now on.
-            self._packed = (key, None)
-            return self(x)
+        return squared_difference_map(self._normalize_teacher_output(teacher(x)), student(x))
 
     def anomaly_maps(
         self, images: np.ndarray | torch.Tensor, batch_size: int = 8, amp: bool = False
