@@ -1,8 +1,14 @@
-"""Which torch device to run on: ``auto`` picks CUDA when present, else the CPU."""
+"""Which torch device to run on (``auto`` picks CUDA when present, else the CPU), and the two
+checks the packed CPU inference paths share: oneDNN op availability and weight identity."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mdss_core.errors import MDSSError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -53,3 +59,13 @@ def onednn_ops_available(*names: str) -> bool:
 
     mkldnn = torch.ops.mkldnn
     return torch.backends.mkldnn.is_available() and all(hasattr(mkldnn, n) for n in names)
+
+
+def weights_key(module: torch.nn.Module) -> tuple[tuple[int, int], ...]:
+    """Identity of a module's current weights: storage address and in-place version counter.
+
+    Any in-place change (optimizer step, ``load_state_dict``) bumps a tensor's version, and
+    moving or replacing a tensor changes its address, so a packed copy built for one key is
+    stale exactly when the key differs.
+    """
+    return tuple((p.data_ptr(), p._version) for p in module.parameters())

@@ -276,9 +276,39 @@ def test_point_scores_use_the_packed_decoder_and_fall_back_without_it(monkeypatc
     assert calls == [4 * 64]
     monkeypatch.setattr(packed, "_ops_available", lambda: False)
     assert packed_decoder(net.decoder, 64) is None
-    plain = point_scores(net, cloud, patches, batch_size=4)
+    # A fresh network of the same weights has no packed copy yet, so it takes the plain path.
+    plain_net = build_sdf_net(tiny_config()).eval()
+    plain = point_scores(plain_net, cloud, patches, batch_size=4)
     np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-7)
     assert (plain > 0).all()
+
+
+def test_packed_decoder_is_reused_until_the_weights_change(monkeypatch) -> None:
+    net = build_sdf_net(tiny_config()).eval()
+    cloud = wavy_surface(np.random.default_rng(1), side=12)
+    patches = make_patches(cloud, k=64, coverage=3.0, seed=0)
+    calls = []
+
+    def spy(decoder, rows):
+        calls.append(rows)
+        return packed_decoder(decoder, rows)
+
+    monkeypatch.setattr("mdss_core.geometry.infer.packed_decoder", spy)
+    first = point_scores(net, cloud, patches, batch_size=4)
+    np.testing.assert_array_equal(point_scores(net, cloud, patches, batch_size=4), first)
+    assert calls == [4 * 64]  # packed once for two calls
+    point_scores(net, cloud, patches, batch_size=2)
+    assert calls == [4 * 64, 2 * 64]  # another batch shape is packed for
+    with torch.no_grad():
+        net.decoder.out.bias.add_(0.25)  # an in-place update, as an optimizer step makes
+    changed = point_scores(net, cloud, patches, batch_size=2)
+    assert len(calls) == 3
+    # The new weights are used, not the stale packed copy: it equals the plain module's result.
+    monkeypatch.setattr(packed, "_ops_available", lambda: False)
+    twin = build_sdf_net(tiny_config()).eval()
+    twin.load_state_dict(net.state_dict())
+    np.testing.assert_allclose(changed, point_scores(twin, cloud, patches), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(changed, first)
 
 
 def test_point_scores_rejects_bad_indices() -> None:

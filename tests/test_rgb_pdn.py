@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from mdss_core.devices import weights_key
 from mdss_core.rgb.maps import upsample_map
-from mdss_core.rgb.packed import packed_pdn, weights_key
+from mdss_core.rgb.packed import packed_pdn
 from mdss_core.rgb.pdn import (
     IMAGENET_MEAN,
     IMAGENET_STD,

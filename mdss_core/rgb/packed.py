@@ -27,16 +27,6 @@ def _ops_available() -> bool:
     return onednn_ops_available("_convolution_pointwise", "_reorder_convolution_weight")
 
 
-def weights_key(module: nn.Module) -> tuple[tuple[int, int], ...]:
-    """Identity of a module's current weights: storage address and in-place version counter.
-
-    Any in-place change (optimizer step, ``load_state_dict``) bumps a tensor's version, and
-    moving or replacing a tensor changes its address, so a packed copy built for one key is
-    stale exactly when the key differs.
-    """
-    return tuple((p.data_ptr(), p._version) for p in module.parameters())
-
-
 class PackedPDN:
     """A PDN's forward as fused, pre-packed steps; ``nbytes`` = memory of the packed weights."""
 
@@ -56,8 +46,8 @@ def packed_pdn(pdn: nn.Sequential) -> PackedPDN | None:
     Walks the sequential net: each ``Conv2d`` is packed once, a ``ReLU`` right after it is fused
     into it, ``AvgPool2d`` runs as is. Any other layer type, a non-float32 or non-CPU weight,
     ops missing from this torch build, or a failing trial call on a small input → ``None``.
-    The weights are snapshotted: repack (compare :func:`weights_key`) after they change. Call
-    the result under ``torch.inference_mode()``.
+    The weights are snapshotted: repack (compare :func:`mdss_core.devices.weights_key`) after
+    they change. Call the result under ``torch.inference_mode()``.
     """
     if not _ops_available():
         return None
@@ -126,4 +116,4 @@ def _packed_conv(conv: nn.Conv2d, attr: str) -> tuple[Forward, int] | None:
     return step, packed.numel() * packed.element_size()
 
 
-__all__ = ["PackedPDN", "packed_pdn", "weights_key"]
+__all__ = ["PackedPDN", "packed_pdn"]

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mdss_core.devices import weights_key
 from mdss_core.errors import ModelFileError
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.config import RGBConfig
 from mdss_core.rgb.maps import mask_to_grid, squared_difference_map, upsample_map
-from mdss_core.rgb.packed import PackedPDN, packed_pdn, weights_key
+from mdss_core.rgb.packed import PackedPDN, packed_pdn
 from mdss_core.rgb.pdn import (
     PDN,
     init_pdn_,
