@@ -300,7 +300,8 @@ def test_packed_decoder_is_reused_until_the_weights_change(monkeypatch) -> None:
     point_scores(net, cloud, patches, batch_size=2)
     assert calls == [4 * 64, 2 * 64]  # another batch shape is packed for
     with torch.no_grad():
-        net.decoder.out.bias.add_(0.25)  # an in-place update, as an optimizer step makes
+        # In place, as an optimizer step does, on a weight the packed form holds a copy of.
+        net.decoder.from_xyz.weight.mul_(1.5)
     changed = point_scores(net, cloud, patches, batch_size=2)
     assert len(calls) == 3
     # The new weights are used, not the stale packed copy: it equals the plain module's result.
