@@ -261,19 +261,31 @@ def test_packed_decoder_computes_the_same_function() -> None:
         torch.testing.assert_close(decode(latent[:1], queries[:1, :7]), expected[:1, :7])
 
 
-def test_point_scores_use_the_packed_decoder_and_fall_back_without_it(monkeypatch) -> None:
-    net = build_sdf_net(tiny_config()).eval()
-    cloud = wavy_surface(np.random.default_rng(1), side=12)
-    patches = make_patches(cloud, k=64, coverage=3.0, seed=0)
-    calls = []
+@pytest.fixture
+def packing_calls(monkeypatch) -> list[int]:
+    """Rows of every ``packed_decoder`` call that ``point_scores`` makes during the test."""
+    calls: list[int] = []
 
     def spy(decoder, rows):
         calls.append(rows)
         return packed_decoder(decoder, rows)
 
     monkeypatch.setattr("mdss_core.geometry.infer.packed_decoder", spy)
+    return calls
+
+
+def small_cloud_and_patches() -> tuple[np.ndarray, np.ndarray]:
+    cloud = wavy_surface(np.random.default_rng(1), side=12)
+    return cloud, make_patches(cloud, k=64, coverage=3.0, seed=0)
+
+
+def test_point_scores_use_the_packed_decoder_and_fall_back_without_it(
+    monkeypatch, packing_calls
+) -> None:
+    net = build_sdf_net(tiny_config()).eval()
+    cloud, patches = small_cloud_and_patches()
     fast = point_scores(net, cloud, patches, batch_size=4)
-    assert calls == [4 * 64]
+    assert packing_calls == [4 * 64]
     monkeypatch.setattr(packed, "_ops_available", lambda: False)
     assert packed_decoder(net.decoder, 64) is None
     # A fresh network of the same weights has no packed copy yet, so it takes the plain path.
@@ -283,27 +295,19 @@ def test_point_scores_use_the_packed_decoder_and_fall_back_without_it(monkeypatc
     assert (plain > 0).all()
 
 
-def test_packed_decoder_is_reused_until_the_weights_change(monkeypatch) -> None:
+def test_packed_decoder_is_reused_until_the_weights_change(monkeypatch, packing_calls) -> None:
     net = build_sdf_net(tiny_config()).eval()
-    cloud = wavy_surface(np.random.default_rng(1), side=12)
-    patches = make_patches(cloud, k=64, coverage=3.0, seed=0)
-    calls = []
-
-    def spy(decoder, rows):
-        calls.append(rows)
-        return packed_decoder(decoder, rows)
-
-    monkeypatch.setattr("mdss_core.geometry.infer.packed_decoder", spy)
+    cloud, patches = small_cloud_and_patches()
     first = point_scores(net, cloud, patches, batch_size=4)
     np.testing.assert_array_equal(point_scores(net, cloud, patches, batch_size=4), first)
-    assert calls == [4 * 64]  # packed once for two calls
+    assert packing_calls == [4 * 64]  # packed once for two calls
     point_scores(net, cloud, patches, batch_size=2)
-    assert calls == [4 * 64, 2 * 64]  # another batch shape is packed for
+    assert packing_calls == [4 * 64, 2 * 64]  # another batch shape is packed for
     with torch.no_grad():
         # In place, as an optimizer step does, on a weight the packed form holds a copy of.
         net.decoder.from_xyz.weight.mul_(1.5)
     changed = point_scores(net, cloud, patches, batch_size=2)
-    assert len(calls) == 3
+    assert len(packing_calls) == 3
     # The new weights are used, not the stale packed copy: it equals the plain module's result.
     monkeypatch.setattr(packed, "_ops_available", lambda: False)
     twin = build_sdf_net(tiny_config()).eval()
