@@ -9,22 +9,24 @@ class MDSSError(Exception):
     """Base class: every error mdss raises on purpose is one of these."""
 
 
-class DataError(MDSSError):
+class FileProblem(MDSSError):
+    """A problem with one file or folder: ``path`` and ``problem``, shown as ``path: problem``."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self):  # rebuilt from (path, problem) after crossing to another process
+        return type(self), (self.path, self.problem)
+
+
+class DataError(FileProblem):
     """A sample file or folder is missing, unreadable or inconsistent."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
-
-class ModelFileError(MDSSError):
+class ModelFileError(FileProblem):
     """A model or teacher file is not usable (wrong kind, newer format, shape mismatch)."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 class Cancelled(MDSSError):

@@ -37,8 +37,10 @@ def test_result_has_the_promised_keys_and_is_json(toy_result: dict) -> None:
         assert set(row) >= {"n_train", "mdss_ms", "peer_ms", "mdss_mem_mb", "peer_mem_mb"}
     stages = toy_result["stages"]["stages_ms"]
     assert set(stages) >= {"load", "preprocess", "rgb_branch", "geometry_branch", "fusion"}
+    throughput = toy_result["throughput"]
+    assert throughput["samples_per_s_pipelined"] > 0 and throughput["pipeline_workers"] == 0
     assert json.loads(json.dumps(toy_result)) == toy_result
-    assert "scaling" in format_table(toy_result)
+    assert "scaling" in format_table(toy_result) and "pipelined" in format_table(toy_result)
 
 
 def test_end_to_end_and_floor_come_from_one_interleaved_measurement(toy_result: dict) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from mdss_core.batched import auto_workers
 from mdss_core.bench.floor import compute_floor
 from mdss_core.bench.measure import map_large_allocations, max_rss_bytes, mb
 from mdss_core.bench.scaling import growth, memory_of_methods, model_bytes, run_scaling
@@ -17,6 +18,7 @@ from mdss_core.bench.stages import (
     batched_throughput,
     end_to_end_call,
     model_file_size,
+    pipelined_throughput,
     stage_latencies,
     training_step_ms,
 )
@@ -41,10 +43,15 @@ def run_bench(
     threads: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """Run every measurement; returns a JSON-ready dictionary (see ``table.format_table``)."""
+    """Run every measurement; returns a JSON-ready dictionary (see ``table.format_table``).
+
+    ``workers``: preparing processes of the pipelined throughput (default: ``auto_workers``).
+    """
     settings = settings or BenchSettings()
     device = resolve_device(device)
+    workers = auto_workers(device) if workers is None else workers
     if threads:
         torch.set_num_threads(threads)
     load_before = load_average()
@@ -59,6 +66,7 @@ def run_bench(
         report(progress, "bench", 2, len(steps), "stages")
         single = stage_latencies(model, work)
         throughput = batched_throughput(model, work, single)
+        throughput.update(pipelined_throughput(model, work, workers))
         files = model_file_size(model)
         check_cancel(cancel, "benchmark")
         report(progress, "bench", 3, len(steps), "training steps")

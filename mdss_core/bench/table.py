@@ -37,6 +37,9 @@ def format_table(result: dict[str, Any]) -> str:
         f"{tp['samples_per_s_batched']:.2f} samples/s with the RGB branch batched ×{tp['batch']} "
         f"(RGB {tp['rgb_ms_per_image_single']:.1f} → "
         f"{tp['rgb_ms_per_image_batched']:.1f} ms/image)",
+        f"pipelined: {tp['samples_per_s_pipelined']:.2f} samples/s end to end (files read, "
+        f"batches of {tp['pipeline_batch']}, {tp['pipeline_workers']} preparing workers, "
+        f"steady state over {tp['pipeline_samples'] - tp['pipeline_batch']} samples)",
         f"model file: {md['model_file_mb']:.2f} MB float32, {md['model_file_half_mb']:.2f} MB "
         f"float16; parameters+buffers {md['params_mb']:.2f} MB",
         f"training step (fast settings): RGB {tr['rgb_step_ms']:.1f} ms (batch {tr['rgb_batch']}, "

@@ -28,7 +28,8 @@ class BenchSettings:
     size: int = 256  # sensor and model resolution (square)
     n_train: tuple[int, ...] = (20, 50, 200)
     n_val: int = 2
-    batch: int = 8  # images per batched RGB pass (throughput)
+    batch: int = 8  # images per batched RGB pass and samples per pipelined batch (throughput)
+    pipeline_samples: int = 24  # samples run through batched, pipelined prediction
     repeats: int = 7  # timed calls per measurement (median reported; the VM is noisy)
     warmup: int = 1
     fit_steps: int = 2  # training steps of the scaling models: inference cost is what matters
@@ -39,7 +40,13 @@ class BenchSettings:
     @classmethod
     def quick(cls) -> BenchSettings:
         return cls(
-            size=128, n_train=(10, 20, 40), batch=4, repeats=3, rgb_timed_steps=3, sdf_timed_steps=5
+            size=128,
+            n_train=(10, 20, 40),
+            batch=4,
+            pipeline_samples=12,
+            repeats=3,
+            rgb_timed_steps=3,
+            sdf_timed_steps=5,
         )
 
     @classmethod
@@ -50,6 +57,7 @@ class BenchSettings:
             n_train=(2, 4),
             n_val=1,
             batch=2,
+            pipeline_samples=4,
             repeats=1,
             warmup=0,
             rgb_timed_steps=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mdss_core.cli.arguments import non_negative_int
 from mdss_core.cli.progress_bar import ProgressBar
 from mdss_core.devices import DEVICE_CHOICES
 from mdss_core.errors import DataError
@@ -19,6 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        help="preparing processes for the pipelined throughput (default: 0 on CPU, 8 with a GPU)",
+    )
     p.set_defaults(func=run)
 
 
@@ -27,7 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from mdss_core.bench.table import format_table
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
-    result = run_bench(settings, device=args.device, threads=args.threads, progress=ProgressBar())
+    result = run_bench(
+        settings,
+        device=args.device,
+        threads=args.threads,
+        progress=ProgressBar(),
+        workers=args.workers,
+    )
     print(format_table(result))
     if args.json is not None:
         try:

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from mdss_core.cli.arguments import non_negative_int
 from mdss_core.cli.progress_bar import ProgressBar
 from mdss_core.synth import CATEGORIES, category_defects, generate_dataset, split_test_counts
 
@@ -26,24 +27,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help=f"categories to write (default: all of {', '.join(CATEGORIES)})",
     )
-    parser.add_argument("--train", type=_count, default=60, help="training samples (default 60)")
-    parser.add_argument("--val", type=_count, default=10, help="validation samples (default 10)")
     parser.add_argument(
-        "--test", type=_count, default=40, help="test samples over good + each defect (default 40)"
+        "--train", type=non_negative_int, default=60, help="training samples (default 60)"
+    )
+    parser.add_argument(
+        "--val", type=non_negative_int, default=10, help="validation samples (default 10)"
+    )
+    parser.add_argument(
+        "--test",
+        type=non_negative_int,
+        default=40,
+        help="test samples over good + each defect (default 40)",
     )
     parser.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
-    parser.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing non-empty category folders"
     )
     parser.set_defaults(func=run)
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
