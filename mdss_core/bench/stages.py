@@ -51,7 +51,7 @@ def stage_latencies(model: MDSSModel, work: Workload) -> dict[str, Any]:
         "geometry_branch": timed(lambda: _geometry(model, prepared, patches)),
     }
     stages["preprocess"] = round(stages["plane_and_resize"] + stages["patching"], 2)
-    # The engine's own split (its "branches" includes patching); fusion = everything after.
+    # The engine's own split (its "preprocess" includes patching); fusion = everything after.
     engine = [model.predict(sample).timings_ms for _ in range(max(1, s.repeats))]
     stages["fusion"] = round(float(np.median([t["fusion"] for t in engine])), 2)
     end_to_end = timed(end_to_end_call(model, work))
