@@ -54,7 +54,9 @@ def predict_batched(
 
     ``workers = 0`` prepares in this thread. A sample that cannot be read or preprocessed
     raises its ``DataError`` when its turn comes, after the samples before it were yielded.
-    Cancelling stops between samples and drops the work queued in the workers.
+    Cancelling stops between samples and drops the work queued in the workers. Workers are
+    spawned processes, which import the calling script again: a script that calls this with
+    ``workers > 0`` needs the usual ``if __name__ == "__main__":`` guard.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ def run_bench(
     settings = settings or BenchSettings()
     device = resolve_device(device)
     workers = auto_workers(device) if workers is None else workers
+    if device.startswith("cuda"):
+        # A GPU scores a batch in milliseconds: time the pipeline over enough batches to matter.
+        samples = max(settings.pipeline_samples, 25 * settings.batch)
+        settings = replace(settings, pipeline_samples=samples)
     if threads:
         torch.set_num_threads(threads)
     load_before = load_average()

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers",
         type=non_negative_int,
-        help="preparing processes for the pipelined throughput (default: 0 on CPU, 8 with a GPU)",
+        help="processes preparing samples for the pipelined rate (default: 0 on CPU, ≤ 8 on GPU)",
     )
     p.set_defaults(func=run)
 
