@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mdss_core import __version__
+from mdss_core.batched import predict_batched
 from mdss_core.config import MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError, ModelFileError
@@ -31,7 +32,6 @@ from mdss_core.geometry.train import train_sdf
 from mdss_core.io.layout import DatasetIndex
 from mdss_core.io.sample import Sample, SampleRef
 from mdss_core.prediction import Prediction
-from mdss_core.preprocess.patches import make_patches
 from mdss_core.preprocess.pipeline import PreparedSample, prepare
 from mdss_core.preprocess.ready import PatchSettings, ReadySample, make_ready
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -144,8 +144,7 @@ class MDSSModel:
 
     def _branch_maps(self, prepared: PreparedSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RGB map, blurred 3D map and unblurred per-point grid, all at model size."""
-        settings = self.patch_settings
-        patches = make_patches(prepared.points, settings.k, settings.coverage, seed=settings.seed)
+        patches = self.patch_settings.cut(prepared.points)
         return self._batch_branch_maps([prepared], [patches])[0]
 
     def _batch_branch_maps(
@@ -261,8 +260,6 @@ class MDSSModel:
         and preprocess ahead (see :mod:`mdss_core.batched`); the defaults score one sample at a
         time in this thread.
         """
-        from mdss_core.batched import predict_batched
-
         return predict_batched(self, refs, batch_size, workers, progress, cancel)
 
     def evaluate(

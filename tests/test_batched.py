@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -114,3 +116,12 @@ def test_cli_predict_in_batches_writes_the_same_scores(tiny_model, tiny_dataset,
     with pytest.raises(SystemExit):
         cli(["predict", str(model), str(tiny_dataset), "--out", str(tmp_path), "--batch", "0"])
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_worker_job_does_not_import_torch():
+    # Spawned workers import only what load_ready needs: no torch start-up per worker.
+    code = (
+        "import sys, mdss_core.preprocess.ready, mdss_core.io; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -16,7 +16,6 @@ from mdss_core.bench.workload import Workload
 from mdss_core.geometry.infer import blur_score_grid, point_scores, scores_to_map
 from mdss_core.geometry.train import train_sdf
 from mdss_core.model import MDSSModel
-from mdss_core.preprocess.patches import make_patches
 from mdss_core.preprocess.pipeline import prepare
 from mdss_core.rgb.teacher import default_teacher
 from mdss_core.rgb.train import train_student
@@ -34,19 +33,13 @@ def stage_latencies(model: MDSSModel, work: Workload) -> dict[str, Any]:
 
     sample = ref.load()
     prepared = prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path)
-    patches = make_patches(
-        prepared.points, cfg.sdf.points_per_patch, cfg.sdf.coverage, seed=cfg.seed
-    )
+    patches = model.patch_settings.cut(prepared.points)
     stages = {
         "load": timed(ref.load),
         "plane_and_resize": timed(
             lambda: prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path)
         ),
-        "patching": timed(
-            lambda: make_patches(
-                prepared.points, cfg.sdf.points_per_patch, cfg.sdf.coverage, seed=cfg.seed
-            )
-        ),
+        "patching": timed(lambda: model.patch_settings.cut(prepared.points)),
         "rgb_branch": timed(lambda: model.rgb.anomaly_maps(prepared.rgb[None], amp=cfg.rgb.amp)),
         "geometry_branch": timed(lambda: _geometry(model, prepared, patches)),
     }

@@ -24,6 +24,10 @@ class PatchSettings:
     coverage: float
     seed: int
 
+    def cut(self, points: np.ndarray) -> np.ndarray:
+        """Patch index table (P, k) of ``points`` (N, 3); see :func:`make_patches`."""
+        return make_patches(points, self.k, self.coverage, seed=self.seed)
+
 
 @dataclass
 class ReadySample:
@@ -42,7 +46,7 @@ def make_ready(
     start = time.perf_counter()
     # No gt: prediction never looks at it (evaluation compares at full resolution).
     prepared = prepare(sample.rgb, sample.xyz, None, preprocess, sample.ref.xyz_path)
-    patches = make_patches(prepared.points, patching.k, patching.coverage, seed=patching.seed)
+    patches = patching.cut(prepared.points)
     return ReadySample(sample, prepared, patches, 1e3 * (time.perf_counter() - start))
 
 
