@@ -179,6 +179,30 @@ def test_maps_fall_back_to_the_modules_when_the_fused_kernels_fail(
     assert len(calls) == tried  # not retried at every call while the weights stay the same
 
 
+def test_half_precision_maps_fall_back_to_float32_when_they_overflow(
+    teacher, data, monkeypatch
+) -> None:
+    images, masks = data
+    branch = train_student(teacher, images, masks, _config())
+    float32 = branch.anomaly_maps(images)
+    # CPU stands in for CUDA: float16 autocast through the modules (packed kernels bypass it).
+    monkeypatch.setattr(train_module, "inference_amp_dtype", lambda device, amp: torch.float16)
+    monkeypatch.setattr(packed, "_ops_available", lambda: False)
+    branch._packed = None
+    half = branch.anomaly_maps(images, amp=True)
+    assert not np.array_equal(half, float32)  # float16 really ran...
+    np.testing.assert_allclose(half, float32, rtol=2e-2, atol=1e-4)  # ...and stayed close
+
+    with torch.no_grad():  # first-layer outputs ~1e5: beyond float16's 65504
+        branch.student[0].weight.mul_(1e5)
+    x = normalize_images(images, channels_last=True)
+    with torch.inference_mode():
+        assert not torch.isfinite(branch._pixel_maps(x, torch.float16)).all()
+    overflowed = branch.anomaly_maps(images, amp=True)
+    assert np.isfinite(overflowed).all()
+    np.testing.assert_array_equal(overflowed, branch.anomaly_maps(images))
+
+
 def test_bad_arrays_are_rejected(teacher, data) -> None:
     images, masks = data
     with pytest.raises(ValueError, match="uint8"):

@@ -42,6 +42,11 @@ def point_scores(
     ``batch_size`` patches go through the network at once; by default few on CPU, where a batch
     whose activations fit in the cache runs fastest (8 × 500 points: ~1.6× faster than 64,
     measured on 2 cores), and many on CUDA, where large batches fill the GPU.
+
+    Float32 on every device, CUDA included (no autocast): the scores are small distances
+    (median ~4e-3 of the patch extent), and under CPU-emulated autocast (demo model, 6 samples)
+    the median per-point change was 17–21 % of the median score in bfloat16 and ~3 % in
+    float16. The branch is a fifth of a prediction's FLOPs.
     """
     points = np.asarray(points, dtype=np.float32)
     patches = np.asarray(patches)
