@@ -45,6 +45,13 @@ def teacher():
     return default_teacher("small", seed=0)[0]
 
 
+@pytest.fixture
+def branch(teacher, data) -> RGBBranch:
+    """A freshly trained branch per test: the tests change its weights and packed state."""
+    images, masks = data
+    return train_student(teacher, images, masks, _config())
+
+
 def _config(**overrides) -> RGBConfig:
     return RGBConfig(**{"steps": 3, "batch_size": 2, **overrides})
 
@@ -114,9 +121,8 @@ def test_progress_and_cancel(teacher, data) -> None:
     assert set(trained[0].metrics) == {"loss", "d"} and trained[0].metrics["d"] == 0.99
 
 
-def test_maps_shape_and_state_roundtrip(teacher, data, tmp_path: Path) -> None:
-    images, masks = data
-    branch = train_student(teacher, images, masks, _config())
+def test_maps_shape_and_state_roundtrip(branch, data, tmp_path: Path) -> None:
+    images, _ = data
     maps = branch.anomaly_maps(images, batch_size=3)
     assert maps.shape == (4, SIZE, SIZE) and maps.dtype == np.float32
     assert np.all(maps >= 0) and maps.max() > 0
@@ -133,9 +139,8 @@ def test_maps_shape_and_state_roundtrip(teacher, data, tmp_path: Path) -> None:
         RGBBranch.from_state_dict(broken, "small", source="broken.mdss")
 
 
-def test_maps_through_packed_nets_follow_weight_changes(teacher, data, monkeypatch) -> None:
-    images, masks = data
-    branch = train_student(teacher, images, masks, _config())
+def test_maps_through_packed_nets_follow_weight_changes(branch, data, monkeypatch) -> None:
+    images, _ = data
 
     def module_maps() -> np.ndarray:
         with torch.inference_mode():
@@ -156,10 +161,9 @@ def test_maps_through_packed_nets_follow_weight_changes(teacher, data, monkeypat
 
 
 def test_maps_fall_back_to_the_modules_when_the_fused_kernels_fail(
-    teacher, data, monkeypatch
+    branch, data, monkeypatch
 ) -> None:
-    images, masks = data
-    branch = train_student(teacher, images, masks, _config())
+    images, _ = data
     expected = branch.anomaly_maps(images)
     if branch._packed is None or branch._packed[1] is None:
         pytest.skip("this torch build has no oneDNN fused convolution")
@@ -180,10 +184,9 @@ def test_maps_fall_back_to_the_modules_when_the_fused_kernels_fail(
 
 
 def test_half_precision_maps_fall_back_to_float32_when_they_overflow(
-    teacher, data, monkeypatch
+    branch, data, monkeypatch
 ) -> None:
-    images, masks = data
-    branch = train_student(teacher, images, masks, _config())
+    images, _ = data
     float32 = branch.anomaly_maps(images)
     # CPU stands in for CUDA: float16 autocast through the modules (packed kernels bypass it).
     monkeypatch.setattr(train_module, "inference_amp_dtype", lambda device, amp: torch.float16)
