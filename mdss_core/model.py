@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from mdss_core.preprocess.pipeline import PreparedSample, prepare
 from mdss_core.preprocess.ready import PatchSettings, ReadySample, make_ready
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.regions import find_regions
+from mdss_core.rgb.teacher_choice import resolve_teacher
 from mdss_core.rgb.train import RGBBranch, train_student
 
 FORMAT = "mdss-model"
@@ -91,9 +93,10 @@ class MDSSModel:
         train_refs, val_refs = _split_for_training(dataset, config)
         torch.manual_seed(config.seed)
 
+        teacher_net, origin, rgb_config = resolve_teacher(teacher, config.rgb, config.seed)
+        config = replace(config, rgb=rgb_config)
         train = _prepare_all(train_refs, config, "prepare", progress, cancel)
         val = _prepare_all(val_refs, config, "prepare-val", progress, cancel)
-        teacher_net, origin = _resolve_teacher(teacher, config)
 
         images = np.stack([p.rgb for p in train])
         masks = np.stack([p.foreground_mask for p in train])
@@ -336,9 +339,7 @@ class MDSSModel:
             raise ModelFileError(path, f"damaged model metadata ({exc})") from None
         device = resolve_device(device)
         tensors = load_file(str(path), device="cpu")
-        rgb = RGBBranch.from_state_dict(
-            _strip(tensors, "rgb."), config.rgb.pdn_size, source=str(path)
-        )
+        rgb = RGBBranch.from_state_dict(_strip(tensors, "rgb."), config.rgb, source=str(path))
         sdf = build_sdf_net(config.sdf)
         sdf_state = _strip(tensors, "sdf.")
         try:
@@ -399,15 +400,6 @@ def _prepare_all(
         prepared.append(prepare(sample.rgb, sample.xyz, None, config.preprocess, ref.xyz_path))
         report(progress, stage, i + 1, len(refs), ref.key)
     return prepared
-
-
-def _resolve_teacher(teacher: str | Path | None, config: MDSSConfig):
-    from mdss_core.rgb.teacher import default_teacher, load_teacher_file
-
-    if teacher is None or str(teacher) == "default":
-        return default_teacher(config.rgb.pdn_size, seed=config.seed)
-    net, origin = load_teacher_file(teacher, config.rgb.pdn_size)
-    return net, origin
 
 
 def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:

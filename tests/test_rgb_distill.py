@@ -1,4 +1,4 @@
-"""Teacher distillation end to end with a tiny random torchvision-style backbone."""
+"""Teacher distillation end to end: a tiny random ResNet target and the shipped MobileNetV2."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ import torch
 
 from mdss_core.cli import teacher_cmd
 from mdss_core.errors import Cancelled, DataError, ModelFileError
+from mdss_core.rgb.distill_images import ImageBank
+from mdss_core.rgb.distill_wrn import BackboneSpec, ResNetLayers23, load_backbone
 from mdss_core.rgb.pdn import PDN
 from mdss_core.rgb.teacher import load_teacher_file
 from mdss_core.rgb.teacher_distill import (
-    BackboneSpec,
-    ResNetLayers23,
+    DistillSettings,
     distill_teacher,
-    load_backbone,
+    distillation_loss,
+    mobilenet_target,
+    wrn_target,
 )
 
 TINY = BackboneSpec(blocks=(1, 1, 1), width_per_group=16, base_planes=64, name="tiny")
@@ -71,26 +74,56 @@ def test_backbone_shape_mismatch_is_reported(tmp_path: Path, tiny_backbone: Path
 
 def test_distill_end_to_end(tiny_backbone: Path, image_dir: Path) -> None:
     losses: list[float] = []
-    teacher, origin = distill_teacher(
-        tiny_backbone,
+    target, target_origin = wrn_target(tiny_backbone, TINY)
+    teacher, origin, normalised = distill_teacher(
+        target,
+        target_origin,
         image_dir,
-        size="small",
-        steps=12,
-        image_size=32,
+        DistillSettings(steps=50, image_size=32, batch_size=2, lr=1e-3),
         progress=lambda p: losses.append(p.metrics["loss"]) if p.metrics else None,
-        seed=0,
-        backbone=TINY,
-        batch_size=2,
-        lr=1e-3,
     )
     assert isinstance(teacher, PDN) and not teacher.padding
     with torch.no_grad():
         assert teacher(torch.zeros(1, 3, 64, 64)).shape == (1, 384, 8, 8)
-    assert origin["kind"] == "distilled" and origin["images"] == 4 and origin["steps"] == 12
+    assert origin["kind"] == "distilled" and origin["steps"] == 50
+    assert origin["images"] + origin["heldout_images"] == 4 and origin["heldout_images"] == 1
+    assert origin["target"]["kind"] == "tiny" and np.isfinite(origin["heldout_loss"])
     json.dumps(origin)
-    assert len(losses) == 12 and all(np.isfinite(losses))
+    assert len(losses) == 2 and all(np.isfinite(losses))  # one report per 25 steps
     # Targets are channel-normalised, so an untrained PDN starts near MSE 1 and learning lowers it.
-    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert losses[-1] < 1.0
+    assert normalised.mean.shape == (1, 384, 1, 1)
+
+
+def test_distill_mobilenet_learns_and_beats_an_untrained_pdn(tmp_path: Path) -> None:
+    """A short run on tiny generated images: held-out loss below the untrained network's."""
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 6), ("heldout", 2)):
+        (tmp_path / split).mkdir()
+        for i in range(count):
+            y, x = np.mgrid[0:48, 0:48]
+            stripes = 127 + 120 * np.sin(x / rng.uniform(2, 6) + y / rng.uniform(3, 9))
+            image = np.stack([stripes, stripes[::-1], np.full_like(stripes, rng.integers(255))], -1)
+            cv2.imwrite(str(tmp_path / split / f"{i}.png"), image.astype(np.uint8))
+    target, target_origin = mobilenet_target()
+    settings = DistillSettings(steps=60, image_size=32, batch_size=4, lr=2e-3)
+    teacher, origin, normalised = distill_teacher(target, target_origin, tmp_path, settings)
+    assert teacher.out_channels == 152 and origin["target"]["blocks"] == [3, 6, 13]
+    assert origin["images"] == 6 and origin["heldout_images"] == 2
+    bank = ImageBank.from_files(
+        sorted((tmp_path / "heldout").glob("*.png")), 32, torch.device("cpu")
+    )
+    untrained = PDN("small", 152)
+    assert distillation_loss(teacher, normalised, bank) < distillation_loss(
+        untrained, normalised, bank
+    )
+
+
+def test_time_budget_shortens_the_run(tiny_backbone: Path, image_dir: Path) -> None:
+    target, target_origin = wrn_target(tiny_backbone, TINY)
+    settings = DistillSettings(steps=10_000, image_size=32, batch_size=2, max_seconds=1e-3)
+    _, origin, _ = distill_teacher(target, target_origin, image_dir, settings)
+    assert 100 <= origin["steps"] < 10_000  # the probe steps run, then the budget stops it
 
 
 def test_distill_cancel_and_empty_folder(
@@ -98,19 +131,13 @@ def test_distill_cancel_and_empty_folder(
 ) -> None:
     cancel = threading.Event()
     cancel.set()
+    target, target_origin = wrn_target(tiny_backbone, TINY)
+    settings = DistillSettings(steps=5, image_size=32, batch_size=2)
     with pytest.raises(Cancelled):
-        distill_teacher(
-            tiny_backbone,
-            image_dir,
-            steps=5,
-            image_size=32,
-            cancel=cancel,
-            backbone=TINY,
-            batch_size=2,
-        )
+        distill_teacher(target, target_origin, image_dir, settings, cancel=cancel)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
-        distill_teacher(tiny_backbone, tmp_path / "empty", steps=1, backbone=TINY)
+        distill_teacher(target, target_origin, tmp_path / "empty", settings)
 
 
 def test_cli_distill_writes_a_loadable_teacher(
@@ -146,3 +173,4 @@ def test_cli_distill_writes_a_loadable_teacher(
     assert args.func(args) == 0
     _, origin = load_teacher_file(out)
     assert origin["format"] == "mdss" and origin["source"]["kind"] == "distilled"
+    assert origin["out_channels"] == 384

@@ -130,13 +130,13 @@ def test_maps_shape_and_state_roundtrip(branch, data, tmp_path: Path) -> None:
 
     path = tmp_path / "rgb.safetensors"
     save_file({k: v.contiguous() for k, v in branch.state_dict().items()}, str(path))
-    restored = RGBBranch.from_state_dict(load_file(str(path)), "small")
+    restored = RGBBranch.from_state_dict(load_file(str(path)), RGBConfig())
     assert np.allclose(restored.anomaly_maps(images), maps, atol=1e-6)
 
     broken = dict(load_file(str(path)))
     broken["mean"] = torch.zeros(1, 3, 1, 1)
     with pytest.raises(ModelFileError, match="mean"):
-        RGBBranch.from_state_dict(broken, "small", source="broken.mdss")
+        RGBBranch.from_state_dict(broken, RGBConfig(), source="broken.mdss")
 
 
 def test_maps_through_packed_nets_follow_weight_changes(branch, data, monkeypatch) -> None:

@@ -36,32 +36,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.set_defaults(func=run)
 
     distill = actions.add_parser(
-        "distill", help="distil WideResNet-101-2 features into a new teacher (GPU advised)"
+        "distill",
+        help="distil a pretrained backbone's features into a new PDN teacher (GPU advised)",
     )
     distill.add_argument(
         "--backbone",
+        default="mobilenet_v2",
+        help="mobilenet_v2 (shipped ImageNet weights, default) or a wide_resnet101_2 state dict",
+    )
+    distill.add_argument(
+        "--weights",
+        type=Path,
+        help="with mobilenet_v2: a torchvision mobilenet_v2 state dict instead of the shipped one",
+    )
+    distill.add_argument(
+        "--images",
         type=Path,
         required=True,
-        help="wide_resnet101_2 state dict (torchvision key names)",
+        help="image folder (`mdss teacher corpus` output: train/ + heldout/, or any images)",
     )
-    distill.add_argument("--images", type=Path, required=True, help="folder of training images")
     distill.add_argument("--out", type=Path, required=True, help="teacher file to write")
     distill.add_argument("--steps", type=int, help="training steps (default 60000)")
+    distill.add_argument(
+        "--minutes", type=float, default=0.0, help="time budget: fewer steps if they do not fit"
+    )
     distill.add_argument("--size", default="small", choices=("small", "medium"))
     distill.add_argument("--image-size", type=int, default=256)
     distill.add_argument("--batch-size", type=int, default=16)
+    distill.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (Adam)")
     distill.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     distill.add_argument("--seed", type=int, default=0)
     distill.add_argument(
         "--backbone-blocks",
         default="3,4,23",
-        help="bottleneck blocks in layers 1-3 (wide_resnet50_2: 3,4,6)",
+        help="ResNet backbones: bottleneck blocks in layers 1-3 (wide_resnet50_2: 3,4,6)",
     )
     distill.add_argument(
         "--backbone-width",
         type=int,
         default=128,
-        help="width per group (128 for wide ResNets, 64 for plain ResNets)",
+        help="ResNet backbones: width per group (128 for wide ResNets, 64 for plain ResNets)",
     )
     distill.set_defaults(func=run)
 
@@ -114,7 +128,45 @@ def _import(args: argparse.Namespace) -> int:
 
 def _distill(args: argparse.Namespace) -> int:
     from mdss_core.rgb.teacher import save_teacher_file
-    from mdss_core.rgb.teacher_distill import DEFAULT_DISTILL_STEPS, BackboneSpec, distill_teacher
+    from mdss_core.rgb.teacher_distill import (
+        DEFAULT_DISTILL_STEPS,
+        DistillSettings,
+        distill_teacher,
+        mobilenet_target,
+        wrn_target,
+    )
+
+    if args.backbone == "mobilenet_v2":
+        target, target_origin = mobilenet_target(args.weights)
+    else:
+        target, target_origin = wrn_target(Path(args.backbone), _resnet_spec(args), args.seed)
+    settings = DistillSettings(
+        size=args.size,
+        steps=args.steps or DEFAULT_DISTILL_STEPS,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        max_seconds=60.0 * args.minutes,
+    )
+    teacher, origin, normalised = distill_teacher(
+        target,
+        target_origin,
+        args.images,
+        settings,
+        device=resolve_device(args.device),
+        progress=ProgressBar(),
+        cancel=threading.Event(),
+    )
+    extra = {"distill.mean": normalised.mean, "distill.std": normalised.std}
+    save_teacher_file(teacher, origin, args.out, extra)
+    losses = {k: origin[k] for k in ("final_loss", "heldout_loss", "seconds")}
+    print(f"wrote {args.out} ({json.dumps(losses)})")
+    return 0
+
+
+def _resnet_spec(args: argparse.Namespace):
+    from mdss_core.rgb.distill_wrn import BackboneSpec
 
     try:
         blocks = tuple(int(part) for part in args.backbone_blocks.split(","))
@@ -125,20 +177,4 @@ def _distill(args: argparse.Namespace) -> int:
             f"--backbone-blocks must be three positive integers, not {args.backbone_blocks!r}"
         )
     name = "wide_resnet101_2" if (blocks, args.backbone_width) == ((3, 4, 23), 128) else "resnet"
-    spec = BackboneSpec(blocks=blocks, width_per_group=args.backbone_width, name=name)
-    teacher, origin = distill_teacher(
-        args.backbone,
-        args.images,
-        size=args.size,
-        steps=args.steps or DEFAULT_DISTILL_STEPS,
-        image_size=args.image_size,
-        progress=ProgressBar(),
-        cancel=threading.Event(),
-        seed=args.seed,
-        backbone=spec,
-        batch_size=args.batch_size,
-        device=resolve_device(args.device),
-    )
-    save_teacher_file(teacher, origin, args.out)
-    print(f"wrote {args.out} ({json.dumps({'final_loss': origin['final_loss']})})")
-    return 0
+    return BackboneSpec(blocks=blocks, width_per_group=args.backbone_width, name=name)

@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from mdss_core.errors import ModelFileError
-from mdss_core.rgb.pdn import PDN_SIZES
+from mdss_core.rgb.pdn import PDN_OUT_CHANNELS, PDN_SIZES
+
+TEACHER_KINDS = ("pdn", "mobilenet_v2")
 
 # EfficientAD trains its student for 70 000 steps; MDSS gives no count, so the paper preset
 # keeps EfficientAD's (a GPU job: ≈ 4 × 70 000 image passes).
@@ -45,8 +47,20 @@ class RGBConfig:
     crop: int = 0
     seed: int = 0
     amp: bool = True  # autocast only on CUDA; CPU training is always float32
+    # What the student imitates: "pdn" (a PDN teacher: distilled, imported or random) or
+    # "mobilenet_v2" (the pretrained backbone itself: ``teacher_blocks`` at ``teacher_scale``
+    # times the model size, see ``rgb.backbone_teacher``). ``teacher_channels`` = its outputs.
+    teacher: str = "pdn"
+    teacher_blocks: tuple[int, ...] = (3, 6, 13)
+    teacher_scale: float = 2.0
+    teacher_channels: int = PDN_OUT_CHANNELS
 
     def __post_init__(self) -> None:
+        self.teacher_blocks = tuple(int(b) for b in self.teacher_blocks)
+        if self.teacher not in TEACHER_KINDS:
+            raise ValueError(f"teacher must be one of {TEACHER_KINDS}, not {self.teacher!r}")
+        if self.teacher_channels < 1 or self.teacher_scale <= 0:
+            raise ValueError("teacher_channels and teacher_scale must be positive")
         if self.pdn_size not in PDN_SIZES:
             raise ValueError(f"pdn_size must be one of {PDN_SIZES}, not {self.pdn_size!r}")
         if self.steps < 1 or self.batch_size < 1:
@@ -56,7 +70,9 @@ class RGBConfig:
                 raise ValueError(f"{name} must lie strictly between 0 and 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["teacher_blocks"] = list(self.teacher_blocks)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "RGB config") -> RGBConfig:

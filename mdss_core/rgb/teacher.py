@@ -21,7 +21,7 @@ import torch
 
 from mdss_core.errors import ModelFileError
 from mdss_core.export import atomic_write
-from mdss_core.rgb.pdn import PDN, PDN_SIZES, conv_indices, init_pdn_
+from mdss_core.rgb.pdn import PDN, PDN_OUT_CHANNELS, PDN_SIZES, conv_indices, init_pdn_
 
 MDSS_TEACHER_FORMAT = "mdss-teacher"
 MDSS_TEACHER_VERSION = 1
@@ -96,7 +96,10 @@ def load_teacher_file(path: str | Path, size: str | None = None) -> tuple[PDN, d
         layout = "mdss"
     if size is not None and size != detected:
         raise ModelFileError(path, f"file holds a PDN-{detected} teacher, not PDN-{size}")
-    teacher = PDN(detected)
+    # Published teachers have 384 outputs; distilled ones have their target's channel count.
+    last = f"{conv_indices(detected)[-1]}.weight"
+    channels = int(weights[last].shape[0]) if last in weights else PDN_OUT_CHANNELS
+    teacher = PDN(detected, channels)
     expected = teacher.state_dict()
     for key, tensor in expected.items():
         if key not in weights:
@@ -114,14 +117,24 @@ def load_teacher_file(path: str | Path, size: str | None = None) -> tuple[PDN, d
         "sha256": file_sha256(path),
         "format": layout,
         "size": detected,
+        "out_channels": channels,
     }
     if stored_origin is not None:
         origin["source"] = stored_origin
     return teacher.eval(), origin
 
 
-def save_teacher_file(teacher: PDN, origin: dict[str, Any], path: str | Path) -> Path:
-    """Write an mdss teacher file (safetensors, nelson keys, origin JSON), atomically."""
+def save_teacher_file(
+    teacher: PDN,
+    origin: dict[str, Any],
+    path: str | Path,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write an mdss teacher file (safetensors, nelson keys, origin JSON), atomically.
+
+    ``extra`` tensors (e.g. a distillation target's ``distill.mean``/``distill.std``) are stored
+    under their own names, which the PDN loader ignores.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -129,6 +142,8 @@ def save_teacher_file(teacher: PDN, origin: dict[str, Any], path: str | Path) ->
         key: value.detach().float().cpu().contiguous()
         for key, value in teacher.state_dict().items()
     }
+    for key, value in (extra or {}).items():
+        tensors[key] = value.detach().float().cpu().contiguous()
     metadata = {
         "format": MDSS_TEACHER_FORMAT,
         "format_version": str(MDSS_TEACHER_VERSION),

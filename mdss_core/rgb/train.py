@@ -132,34 +132,49 @@ def _teacher_pass(
 class RGBBranch(nn.Module):
     """Trained RGB branch: frozen teacher, student, and the teacher's channel mean/std.
 
-    ``state_dict()`` holds only tensors (``teacher.*``, ``student.*``, ``mean``, ``std``) and
-    can go straight into safetensors; the PDN size and config travel as JSON beside it.
+    The teacher is a PDN (distilled, imported or random) or the pretrained backbone itself
+    (:class:`~mdss_core.rgb.backbone_teacher.BackboneTeacher`); both map a model-size image to
+    the unpadded student's grid. ``state_dict()`` holds only tensors (``teacher.*``,
+    ``student.*``, ``mean``, ``std``) and can go straight into safetensors; which teacher it is
+    travels in the JSON config beside it.
     """
 
-    def __init__(self, teacher: PDN, student: PDN, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(
+        self, teacher: nn.Module, student: PDN, mean: torch.Tensor, std: torch.Tensor
+    ) -> None:
         super().__init__()
         self.teacher = teacher
         self.student = student
-        channels = teacher.out_channels
+        channels = int(teacher.out_channels)
         self.register_buffer("mean", mean.detach().reshape(1, channels, 1, 1).float().clone())
         self.register_buffer("std", std.detach().reshape(1, channels, 1, 1).float().clone())
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         # Packed CPU forms of teacher and student, with the weights_key they were built from.
-        self._packed: tuple[tuple, tuple[PackedPDN, PackedPDN] | None] | None = None
+        self._packed: tuple[tuple, tuple[nn.Module, PackedPDN] | None] | None = None
+
+    def train(self, mode: bool = True) -> RGBBranch:
+        super().train(mode)
+        self.teacher.eval()  # frozen: a backbone's BatchNorm keeps its ImageNet statistics
+        return self
 
     @classmethod
-    def empty(cls, pdn_size: str = "small") -> RGBBranch:
-        """An untrained branch of the right shapes, to load a state dict into."""
-        channels = PDN(pdn_size).out_channels
-        return cls(PDN(pdn_size), PDN(pdn_size), torch.zeros(channels), torch.ones(channels))
+    def empty(cls, config: RGBConfig) -> RGBBranch:
+        """An untrained branch of the shapes ``config`` describes, to load a state dict into."""
+        channels = config.teacher_channels
+        return cls(
+            build_teacher_module(config),
+            PDN(config.pdn_size, channels),
+            torch.zeros(channels),
+            torch.ones(channels),
+        )
 
     @classmethod
     def from_state_dict(
-        cls, state: dict[str, torch.Tensor], pdn_size: str = "small", source: str = "model file"
+        cls, state: dict[str, torch.Tensor], config: RGBConfig, source: str = "model file"
     ) -> RGBBranch:
         """Rebuild a branch from its tensors; missing or mis-shaped tensors → ``ModelFileError``."""
-        branch = cls.empty(pdn_size)
+        branch = cls.empty(config)
         expected = branch.state_dict()
         missing = sorted(set(expected) - set(state))
         if missing:
@@ -169,9 +184,12 @@ class RGBBranch(nn.Module):
                 raise ModelFileError(
                     source,
                     f"RGB tensor {key} has shape {tuple(state[key].shape)}, "
-                    f"expected {tuple(tensor.shape)} for PDN-{pdn_size}",
+                    f"expected {tuple(tensor.shape)} for a {config.teacher} teacher and "
+                    f"PDN-{config.pdn_size} student",
                 )
-        branch.load_state_dict({key: state[key] for key in expected})
+        branch.load_state_dict(
+            {key: state[key].to(tensor.dtype) for key, tensor in expected.items()}
+        )
         return branch.eval()
 
     @property
@@ -203,7 +221,9 @@ class RGBBranch(nn.Module):
             return self(x)
         key = weights_key(self)
         if self._packed is None or self._packed[0] != key:
-            teacher, student = packed_pdn(self.teacher), packed_pdn(self.student)
+            # Only PDNs have a packed form; a backbone teacher runs as it is.
+            teacher = packed_pdn(self.teacher) if isinstance(self.teacher, PDN) else self.teacher
+            student = packed_pdn(self.student)
             self._packed = (key, (teacher, student) if teacher and student else None)
         nets = self._packed[1]
         if nets is None:
@@ -280,8 +300,18 @@ def _autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def build_teacher_module(config: RGBConfig) -> nn.Module:
+    """An empty teacher of the kind and shape ``config`` names (weights are loaded after)."""
+    if config.teacher == "mobilenet_v2":
+        from mdss_core.backbones.mobilenet_v2 import MobileNetV2Features
+        from mdss_core.rgb.backbone_teacher import BackboneTeacher
+
+        return BackboneTeacher(MobileNetV2Features(config.teacher_blocks), config.teacher_scale)
+    return PDN(config.pdn_size, config.teacher_channels)
+
+
 def train_student(
-    teacher: PDN,
+    teacher: nn.Module,
     images: np.ndarray,
     masks: np.ndarray | None,
     config: RGBConfig,
@@ -305,7 +335,7 @@ def train_student(
     teacher = copy.deepcopy(teacher).to(device).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
-    grid = pdn_output_size(size, teacher.size)
+    grid = pdn_output_size(size, config.pdn_size)
     cache_bytes = len(images) * teacher.out_channels * grid * grid * 4
     with torch.no_grad():
         mean, std, outputs = _teacher_pass(
@@ -318,7 +348,7 @@ def train_student(
             cancel=cancel,
         )
     mean, std = mean.to(device), std.to(device)
-    student = init_pdn_(PDN(teacher.size, teacher.out_channels), config.seed, "torch-default")
+    student = init_pdn_(PDN(config.pdn_size, teacher.out_channels), config.seed, "torch-default")
     branch = RGBBranch(teacher, student, mean, std).to(device)
     branch.student.train()
     cached = None
@@ -343,7 +373,7 @@ def train_student(
         order = order[config.batch_size :]
         rows = torch.from_numpy(index).to(device)
         d = cosine_d(step, config.steps, config.d_start, config.d_end)
-        crop = _crop_window(config.crop, size, teacher.size, grid, rng, index)
+        crop = _crop_window(config.crop, size, config.pdn_size, grid, rng, index)
         x = normalize_images(_crop_pixels(images[index], crop)).to(device)
         autocast = (
             torch.autocast(device.type, dtype=amp_dtype)
