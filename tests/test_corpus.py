@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mdss_core.cli.main import main
 from mdss_core.errors import DataError
 from mdss_core.rgb.corpus import build_corpus, is_heldout, prepare_image
 from mdss_core.rgb.corpus_procedural import procedural_image
@@ -196,3 +197,17 @@ def test_rebuilding_a_previous_corpus_replaces_it(tmp_path: Path) -> None:
     build_corpus(out, None, procedural=3, seed=1, max_side=128)
     assert len(_corpus_files(out)) == 3
     assert all("-s1-" in name for name in _corpus_files(out))
+
+
+def test_cli_builds_a_procedural_corpus(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "corpus"
+    assert main(["teacher", "corpus", "--out", str(out), "--procedural", "8"]) == 0
+    assert len(_corpus_files(out)) == 8
+    manifest = _manifest(out)
+    assert manifest["complete"] and manifest["totals"]["by_source"] == {"procedural": 8}
+    assert cv2.imread(str(out / manifest["images"][0]["file"])).shape == (512, 512, 3)
+    assert "wrote 8 images" in capsys.readouterr().out
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.txt").write_text("x")
+    assert main(["teacher", "corpus", "--out", str(tmp_path / "junk"), "--procedural", "1"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

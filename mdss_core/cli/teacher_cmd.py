@@ -65,12 +65,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     distill.set_defaults(func=run)
 
+    corpus = actions.add_parser(
+        "corpus", help="build a generic image corpus (procedural + from downloaded packages)"
+    )
+    corpus.add_argument("--out", type=Path, required=True, help="corpus folder to write")
+    corpus.add_argument(
+        "--packages",
+        type=Path,
+        help="folder of downloaded .deb/.whl files (tools/fetch_corpus_sources.sh)",
+    )
+    corpus.add_argument("--procedural", type=int, default=1000, help="generated images")
+    corpus.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+    corpus.add_argument(
+        "--max-side", type=int, default=512, help="shorter side of stored images at most"
+    )
+    corpus.add_argument(
+        "--per-package", type=int, help="at most this many images per package, taken evenly"
+    )
+    corpus.set_defaults(func=run)
+
 
 def run(args: argparse.Namespace) -> int:
     if args.teacher_action == "download":
         return _download(args)
     if args.teacher_action == "import":
         return _import(args)
+    if args.teacher_action == "corpus":
+        return _corpus(args)
     return _distill(args)
 
 
@@ -141,4 +162,28 @@ def _distill(args: argparse.Namespace) -> int:
     )
     save_teacher_file(teacher, origin, args.out)
     print(f"wrote {args.out} ({json.dumps({'final_loss': origin['final_loss']})})")
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from mdss_core.rgb.corpus import build_corpus
+
+    if args.procedural < 0 or args.max_side < 128 or (args.per_package or 1) < 1:
+        raise MDSSError("--procedural must be >= 0, --max-side >= 128, --per-package >= 1")
+    summary = build_corpus(
+        args.out,
+        args.packages,
+        args.procedural,
+        args.seed,
+        progress=ProgressBar(),
+        cancel=threading.Event(),
+        max_side=args.max_side,
+        per_package=args.per_package,
+    )
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_source.items()))
+    print(
+        f"wrote {summary.images} images ({sources}; {summary.train} train, "
+        f"{summary.heldout} held out, {summary.total_bytes / 2**20:.1f} MiB) to {args.out}"
+    )
+    print(f"distil with: mdss teacher distill … --images {args.out / 'train'}")
     return 0
