@@ -70,10 +70,13 @@ def _write_wheel(folder: Path, nested: bool = False) -> Path:
             with zipfile.ZipFile(inner, "w") as pk3:
                 pk3.writestr("textures/stone.png", _photo_png(2))
             wheel.writestr("fakepics/data/textures.pk3", inner.getvalue())
+            wheel.writestr("fakepics/data/mvtec_ad/cable_gland_000.png", _photo_png(3))
     return path
 
 
-def _check_one_image(out: Path, package: str, version: str, licence: str, kind: str) -> None:
+def _check_one_image(
+    out: Path, package: str, version: str, licence: str, kind: str, skipped: dict[str, int]
+) -> None:
     files = _corpus_files(out)
     assert len(files) == 1
     manifest = _manifest(out)
@@ -84,7 +87,7 @@ def _check_one_image(out: Path, package: str, version: str, licence: str, kind: 
     assert entry["path"].endswith("good.png") or entry["path"].endswith("copy_of_good.png")
     assert entry["sha256"] == hashlib.sha256((out / files[0]).read_bytes()).hexdigest()
     (package_entry,) = manifest["packages"]
-    assert package_entry["skipped"] == {"duplicate": 1, "too small": 1}
+    assert package_entry["skipped"] == skipped
     assert manifest["complete"] and manifest["totals"]["by_source"] == {kind: 1}
 
 
@@ -94,16 +97,19 @@ def test_wheel_keeps_one_good_image_and_records_its_origin(tmp_path: Path) -> No
     _write_wheel(packages)
     summary = build_corpus(tmp_path / "corpus", packages, procedural=0, seed=0)
     assert summary.images == 1 and summary.by_source == {"wheel": 1}
-    _check_one_image(tmp_path / "corpus", "fakepics", "2.0", "MIT", "wheel")
+    skipped = {"duplicate": 1, "too small": 1}
+    _check_one_image(tmp_path / "corpus", "fakepics", "2.0", "MIT", "wheel", skipped)
 
 
-def test_images_inside_a_nested_pk3_are_found(tmp_path: Path) -> None:
+def test_images_inside_a_nested_pk3_are_found_and_mvtec_names_excluded(tmp_path: Path) -> None:
     packages = tmp_path / "packages"
     packages.mkdir()
     _write_wheel(packages, nested=True)
     build_corpus(tmp_path / "corpus", packages, procedural=0, seed=0)
     paths = sorted(e["path"] for e in _manifest(tmp_path / "corpus")["images"])
     assert paths[-1] == "fakepics/data/textures.pk3!/textures/stone.png" and len(paths) == 2
+    (package,) = _manifest(tmp_path / "corpus")["packages"]
+    assert package["skipped"]["excluded name (anomaly-detection data)"] == 1
 
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not installed")
@@ -120,6 +126,7 @@ def test_deb_keeps_one_good_image_and_reads_the_copyright_licence(tmp_path: Path
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
         "Files: *\nCopyright: 2024 Test\nLicense: CC0-1.0\n\nLicense: CC0-1.0\n text\n"
     )
+    (doc / "screenshot.png").write_bytes(_photo_png(4))  # a manual's screenshot: not a scene
     images = root / "usr/share/fake-pics"
     images.mkdir(parents=True)
     good = _photo_png(1)
@@ -135,7 +142,8 @@ def test_deb_keeps_one_good_image_and_reads_the_copyright_licence(tmp_path: Path
         capture_output=True,
     )
     build_corpus(tmp_path / "corpus", packages, procedural=0, seed=0)
-    _check_one_image(tmp_path / "corpus", "fake-pics", "1.0-1", "CC0-1.0", "deb")
+    skipped = {"duplicate": 1, "too small": 1, "documentation folder": 1}
+    _check_one_image(tmp_path / "corpus", "fake-pics", "1.0-1", "CC0-1.0", "deb", skipped)
 
 
 def test_a_broken_package_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
@@ -205,7 +213,7 @@ def test_cli_builds_a_procedural_corpus(tmp_path: Path, capsys) -> None:
     assert len(_corpus_files(out)) == 8
     manifest = _manifest(out)
     assert manifest["complete"] and manifest["totals"]["by_source"] == {"procedural": 8}
-    assert cv2.imread(str(out / manifest["images"][0]["file"])).shape == (512, 512, 3)
+    assert cv2.imread(str(out / manifest["images"][0]["file"])).shape == (384, 384, 3)
     assert "wrote 8 images" in capsys.readouterr().out
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "x.txt").write_text("x")

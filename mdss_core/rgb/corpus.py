@@ -34,6 +34,9 @@ MIN_GREY_STD = 6.0  # below this an image is near-constant (a fill, a mask, a bl
 MAX_ASPECT = 4.0  # banners and strips: resized to a square by the distiller, they say little
 MIN_OPAQUE = 0.5  # mostly transparent images are cut-outs (icons, clip art, sprites)
 _ICON_FOLDER = re.compile(r"(^|/)(icons?|pixmaps?|emblems|cursors)/", re.IGNORECASE)
+_DOC_FOLDER = re.compile(r"^usr/share/(doc|help|gtk-doc)/")  # manual screenshots, not scenes
+# The evaluated data must never leak into the teacher's corpus, even via a stray package file.
+_EXCLUDED = re.compile(r"mvtec|anomal|cable.?gland", re.IGNORECASE)
 
 
 @dataclass
@@ -82,6 +85,10 @@ def build_corpus(
         "seed": seed, "max_side": max_side, "jpeg_quality": quality, "per_package": per_package,
         "heldout_percent": HELDOUT_PERCENT, "min_side": MIN_SIDE, "min_grey_std": MIN_GREY_STD,
         "max_aspect": MAX_ASPECT, "min_opaque_fraction": MIN_OPAQUE,
+        "subsampling": "a package with more eligible images than per_package keeps that many, "
+        "evenly spaced in path order (see packages[].eligible / kept)",
+        "licences": "per package: Debian copyright License fields or wheel METADATA; "
+        "each file is under one of its package's licences",
     }  # fmt: skip
     manifest: dict[str, Any] = {"kind": CORPUS_KIND, "format": 1, "complete": False}
     write_json_atomic(out / "manifest.json", manifest | {"settings": settings})
@@ -137,8 +144,14 @@ def _add_package(
         if read % 50 == 0:
             report(progress, "packages", number, len(sources), f"{path.name}: {read} images read")
         source_sha = hashlib.sha256(data).hexdigest()
+        if _EXCLUDED.search(member):
+            info.skip("excluded name (anomaly-detection data)")
+            continue
         if _ICON_FOLDER.search(member):
             info.skip("icon folder")
+            continue
+        if _DOC_FOLDER.match(member):
+            info.skip("documentation folder")
             continue
         if source_sha in seen_sha:
             info.skip("duplicate")

@@ -27,17 +27,16 @@ NESTED_SUFFIXES = (".pk3", ".zip")  # game data archives: zip files under anothe
 PACKAGE_SUFFIXES = (".deb", ".whl")
 _MAX_MEMBER_BYTES = 64 * 2**20  # larger "images" are skipped: panoramas, not worth the memory
 
-# Phrases for copyright files that predate the machine-readable (DEP-5) format.
+# Phrases for copyright files that predate the machine-readable (DEP-5) format. Acronyms are
+# case-sensitive whole words ("permits" must not read as MIT).
 _FREE_TEXT_LICENCES = (
-    ("GNU Lesser General Public License", "LGPL"),
-    ("GNU Library General Public License", "LGPL"),
-    ("GNU General Public License", "GPL"),
-    ("Creative Commons Attribution-ShareAlike", "CC-BY-SA"),
-    ("Creative Commons Attribution-Share Alike", "CC-BY-SA"),
-    ("Creative Commons Attribution", "CC-BY"),
-    ("Public Domain", "public-domain"),
-    ("BSD", "BSD"),
-    ("MIT", "MIT"),
+    (re.compile(r"GNU (Lesser|Library) General Public Licen[cs]e", re.I), "LGPL"),
+    (re.compile(r"GNU General Public Licen[cs]e", re.I), "GPL"),
+    (re.compile(r"Creative Commons Attribution[- ]Share[- ]?Alike", re.I), "CC-BY-SA"),
+    (re.compile(r"Creative Commons Attribution(?![- ]Share)", re.I), "CC-BY"),
+    (re.compile(r"public domain", re.I), "public-domain"),
+    (re.compile(r"\bBSD\b"), "BSD"),
+    (re.compile(r"\bMIT\b"), "MIT"),
 )
 
 
@@ -233,10 +232,5 @@ def copyright_licences(text: str) -> str:
                 names.append(name)
     if names:
         return "; ".join(names)
-    lowered = text.lower()
-    guessed: list[str] = []
-    for phrase, name in _FREE_TEXT_LICENCES:
-        if phrase.lower() in lowered and name not in guessed:
-            guessed.append(name)
-            lowered = lowered.replace(phrase.lower(), "")  # "CC-BY" must not match CC-BY-SA
+    guessed = [name for pattern, name in _FREE_TEXT_LICENCES if pattern.search(text)]
     return "; ".join(guessed) + " (free-text copyright file)" if guessed else "unknown"
