@@ -143,6 +143,8 @@ def distill_teacher(
     Progress: ``stage="distill"`` with metric ``loss``; ``Cancelled`` between steps.
     """
     device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its kernels
     started = time.perf_counter()
     train_files, heldout_files = split_corpus(image_dir)
     bank = ImageBank.from_files(train_files, settings.image_size, device, progress, cancel)
