@@ -94,7 +94,7 @@ def test_training_is_deterministic_with_a_seed(tiny_dataset, tiny_model):
 def test_cli_train_predict_evaluate(tiny_dataset, tmp_path, capsys):
     model = tmp_path / "cli.mdss"
     assert cli(["train", str(tiny_dataset), "--out", str(model), "--preset", "tiny"]) == 0
-    assert "teacher: default" in capsys.readouterr().out
+    assert "teacher: backbone: ImageNet MobileNetV2 blocks 3/6/13" in capsys.readouterr().out
     assert cli(["train", str(tiny_dataset), "--out", str(model), "--preset", "tiny"]) == 2
     assert "already exists" in capsys.readouterr().err
     out = tmp_path / "pred"

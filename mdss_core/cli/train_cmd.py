@@ -10,6 +10,7 @@ from mdss_core.cli.progress_bar import ProgressBar
 from mdss_core.config import PRESETS, get_preset
 from mdss_core.devices import DEVICE_CHOICES, device_label, resolve_device
 from mdss_core.errors import MDSSError
+from mdss_core.rgb.teacher_choice import DEFAULT_TEACHER, TEACHER_NAMES, describe_teacher
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="model file to write (.mdss)")
     p.add_argument("--preset", default="fast", choices=sorted(PRESETS))
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    p.add_argument("--teacher", help="teacher weights file (default: the offline default)")
+    p.add_argument(
+        "--teacher",
+        help=f"{', '.join(TEACHER_NAMES)} or a PDN teacher file (default: {DEFAULT_TEACHER})",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rgb-steps", type=int, help="override the preset's student steps")
     p.add_argument("--sdf-steps", type=int, help="override the preset's 3D network steps")
@@ -57,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         cancel=threading.Event(),
     )
     model.save(args.out)
-    origin = model.teacher_origin
-    print(f"teacher: {origin.get('kind', '?')} {origin.get('name', '')}".rstrip())
+    print(f"teacher: {describe_teacher(model.teacher_origin)}")
     print(
         f"thresholds: image {model.image_threshold:.5g}, pixel {model.pixel_threshold:.5g}; "
         f"trained in {model.training['seconds']} s"
