@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mdss_core.errors import ModelFileError
-from mdss_core.rgb.config import RGBConfig
+
+if TYPE_CHECKING:  # kept light: the CLI imports the names below before it needs torch
+    from torch import nn
+
+    from mdss_core.rgb.config import RGBConfig
 
 TEACHER_NAMES = ("backbone", "distilled", "random")
 DEFAULT_TEACHER = "backbone"
