@@ -36,7 +36,7 @@ DEFAULT_DISTILL_STEPS = 60_000  # EfficientAD's pretraining length (GPU, batch 1
 STATS_VIEWS = 256  # augmented views used to estimate the target channel mean/std
 HELDOUT_SHARE = 0.05  # of a flat image folder, when it has no heldout/ subfolder
 REPORT_EVERY = 25  # steps between loss reports (each report waits for the GPU)
-PROBE_STEPS = 100  # steps timed before a time budget fixes the step count
+PROBE_STEPS = 100  # steps 25…100 are timed before a time budget fixes the step count
 _STD_FLOOR = 1e-6
 
 
@@ -168,12 +168,15 @@ def distill_teacher(
     recent: list[torch.Tensor] = []
     loss_value = float("nan")
     steps = settings.steps
-    loop_start = time.perf_counter()
+    probe_start = time.perf_counter()
     step = 0
     while step < steps:
         check_cancel(cancel, "teacher distillation")
-        if settings.max_seconds and step == min(PROBE_STEPS, steps):
-            steps = _steps_within(settings, step, loop_start, started)
+        if step == REPORT_EVERY:
+            probe_start = time.perf_counter()  # the first steps pay for kernel autotuning
+        if settings.max_seconds and step == min(PROBE_STEPS, steps) and step > REPORT_EVERY:
+            per_step = (time.perf_counter() - probe_start) / (step - REPORT_EVERY)
+            steps = _steps_within(settings, step, per_step, started)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr_at(step, steps)
         x = bank.views(settings.batch_size, generator)
@@ -217,13 +220,11 @@ def distill_teacher(
     return teacher.eval(), origin, normalised.cpu()
 
 
-def _steps_within(settings: DistillSettings, done: int, loop_start: float, started: float) -> int:
-    """Total steps that fit the time budget, from the speed of the ``done`` steps so far."""
-    if settings.max_seconds <= 0 or done == 0:
-        return settings.steps
-    per_step = (time.perf_counter() - loop_start) / done
+def _steps_within(settings: DistillSettings, done: int, per_step: float, started: float) -> int:
+    """Total steps that fit the time budget at ``per_step`` seconds a step (one held-out pass
+    and the file write come after; they take seconds)."""
     left = settings.max_seconds - (time.perf_counter() - started)
-    return int(min(settings.steps, done + max(0.0, left) / per_step))
+    return int(min(settings.steps, done + max(0.0, left) / max(per_step, 1e-9)))
 
 
 @torch.no_grad()
