@@ -22,20 +22,29 @@ def _unloadable_copy(source: Path, target: Path) -> Path:
     return target
 
 
+# Factories, not instances: a raised exception keeps its traceback (the worker's frames and
+# the Qt objects they hold); one stored in the parameters would keep them until the run ends.
 @pytest.mark.parametrize(
-    ("exc", "expected"),
+    ("make", "expected"),
     [
-        (OSError(errno.ENOSPC, "No space left on device"), "no space left on device"),
-        (OSError(errno.EROFS, "Read-only file system", "/out"), "/out: read-only file system"),
-        (SafetensorError("Error while deserializing header: HeaderTooLarge"), "damaged file"),
-        (MemoryError(), "out of memory"),
+        (lambda: OSError(errno.ENOSPC, "No space left on device"), "no space left on device"),
+        (
+            lambda: OSError(errno.EROFS, "Read-only file system", "/out"),
+            "/out: read-only file system",
+        ),
+        (
+            lambda: SafetensorError("Error while deserializing header: HeaderTooLarge"),
+            "damaged file",
+        ),
+        (MemoryError, "out of memory"),
     ],
+    ids=["disk full", "read-only", "damaged safetensors", "memory"],
 )
-def test_worker_boundary_words_failures_like_the_cli(qtbot, exc, expected):
+def test_worker_boundary_words_failures_like_the_cli(qtbot, make, expected):
     from mdss_app.workers import Task
 
     def fail(_ctx):
-        raise exc
+        raise make()
 
     task = Task("fail", fail)
     with qtbot.waitSignal(task.failed, timeout=5000) as failed:
