@@ -83,8 +83,12 @@ def within(seconds: float, fn: Callable[[], int]) -> int:
     return result[0]
 
 
-def run_child(*mdss_args: str, fsize: int | None = None, fit_from: Path | None = None,
-              timeout: float = BOUND_S) -> subprocess.CompletedProcess:  # fmt: skip
+def run_child(
+    *mdss_args: str,
+    fsize: int | None = None,
+    fit_from: Path | None = None,
+    timeout: float = BOUND_S,
+) -> subprocess.CompletedProcess:
     """``mdss`` in a subprocess through ``fault_child.py`` (resource limit, fake fit)."""
     options = [] if fsize is None else ["--fsize", str(fsize)]
     options += [] if fit_from is None else ["--fit-from", str(fit_from)]
@@ -329,8 +333,7 @@ def test_disk_full_file_size_limit_during_predict(model_file, two_samples, tmp_p
     before = digest(two_samples)
     out = tmp_path / "out"
     # RLIMIT_FSIZE below one 64² float32 map: the first map write fails with EFBIG.
-    result = run_child("predict", str(model_file), str(two_samples), "--out", str(out),
-                       fsize=8000)  # fmt: skip
+    result = run_child("predict", str(model_file), str(two_samples), "--out", str(out), fsize=8000)
     (line,) = error_lines(result.stderr)
     assert result.returncode == 2
     assert re.search(r"cannot write .*000_rgb\.tiff: file too large", line), line
@@ -338,15 +341,25 @@ def test_disk_full_file_size_limit_during_predict(model_file, two_samples, tmp_p
     assert digest(two_samples) == before and temp_files(out) == []
 
 
-def test_disk_full_file_size_limit_while_train_saves(model_file, tiny_dataset, base_sample,
-                                                     tmp_path):  # fmt: skip
+def test_disk_full_file_size_limit_while_train_saves(
+    model_file, tiny_dataset, base_sample, tmp_path
+):
     target = tmp_path / "models" / "ring.mdss"
     target.parent.mkdir()
     target.write_bytes(model_file.read_bytes())
     original = target.read_bytes()
     before = digest(tiny_dataset)
-    result = run_child("train", str(tiny_dataset), "--out", str(target), "--force",
-                       "--preset", "tiny", fsize=1_000_000, fit_from=model_file)  # fmt: skip
+    result = run_child(
+        "train",
+        str(tiny_dataset),
+        "--out",
+        str(target),
+        "--force",
+        "--preset",
+        "tiny",
+        fsize=1_000_000,
+        fit_from=model_file,
+    )
     (line,) = error_lines(result.stderr)
     assert result.returncode == 2
     assert line == f"mdss: error: cannot write {target}: file too large (file size limit reached)"
@@ -355,8 +368,9 @@ def test_disk_full_file_size_limit_while_train_saves(model_file, tiny_dataset, b
     _assert_model_intact(target, original, base_sample)
 
 
-def test_disk_full_tmpfs_predict_and_train(model_file, tiny_model, tiny_dataset, two_samples,
-                                           base_sample, tmp_path, monkeypatch, capsys):  # fmt: skip
+def test_disk_full_tmpfs_predict_and_train(
+    model_file, tiny_model, tiny_dataset, two_samples, base_sample, tmp_path, monkeypatch, capsys
+):
     """A real ENOSPC on a small tmpfs (root only): predict stops, then train cannot save."""
     with tmpfs(tmp_path / "disk", "100k") as disk:
         before = digest(two_samples)
@@ -382,8 +396,7 @@ def test_disk_full_tmpfs_predict_and_train(model_file, tiny_model, tiny_dataset,
 
 
 # ---------------------------------------------------------------------- read-only output
-def test_read_only_out_fails_before_scoring(model_file, two_samples, tmp_path, monkeypatch,
-                                            capsys):  # fmt: skip
+def test_read_only_out_fails_before_scoring(model_file, two_samples, tmp_path, monkeypatch, capsys):
     """EROFS injected at the OS calls (works unprivileged); the real thing is the next test."""
     out = tmp_path / "ro"
     real_open, real_mkdir = os.open, os.mkdir
@@ -424,8 +437,17 @@ def test_sigkill_during_save_leaves_the_old_model_and_the_next_save_sweeps(
     target.write_bytes(model_file.read_bytes())
     original = target.read_bytes()
     # Stopped after the new model's bytes are written and synced, before the rename.
-    child = start_paused_child("train", str(tiny_dataset), "--out", str(target), "--force",
-                               "--preset", "tiny", pause="save", fit_from=model_file)  # fmt: skip
+    child = start_paused_child(
+        "train",
+        str(tiny_dataset),
+        "--out",
+        str(target),
+        "--force",
+        "--preset",
+        "tiny",
+        pause="save",
+        fit_from=model_file,
+    )
     child.send_signal(signal.SIGKILL)
     assert child.wait(BOUND_S) == -signal.SIGKILL
     child.stdout.close()
@@ -465,8 +487,17 @@ def test_sigint_during_save_keeps_the_old_model(model_file, tiny_dataset, base_s
     target = tmp_path / "ring.mdss"
     target.write_bytes(model_file.read_bytes())
     original = target.read_bytes()
-    child = start_paused_child("train", str(tiny_dataset), "--out", str(target), "--force",
-                               "--preset", "tiny", pause="save", fit_from=model_file)  # fmt: skip
+    child = start_paused_child(
+        "train",
+        str(tiny_dataset),
+        "--out",
+        str(target),
+        "--force",
+        "--preset",
+        "tiny",
+        pause="save",
+        fit_from=model_file,
+    )
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=BOUND_S)
     assert child.returncode == 130 and "mdss: interrupted" in err and "Traceback" not in err
@@ -477,8 +508,9 @@ def test_sigint_during_save_keeps_the_old_model(model_file, tiny_dataset, base_s
 def test_sigint_during_predict_says_what_was_written(model_file, two_samples, tmp_path):
     before = digest(two_samples)
     out = tmp_path / "out"
-    child = start_paused_child("predict", str(model_file), str(two_samples), "--out", str(out),
-                               pause="written")  # fmt: skip
+    child = start_paused_child(
+        "predict", str(model_file), str(two_samples), "--out", str(out), pause="written"
+    )
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=BOUND_S)
     assert child.returncode == 130 and "Traceback" not in err
@@ -509,7 +541,7 @@ def test_three_concurrent_predicts_on_one_model_agree(model_file, two_samples, t
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for out in outs
     ]
     for child in children:

@@ -107,8 +107,9 @@ def test_screenshot_stops_at_the_first_failed_load(
     folder = _unloadable_copy(gui_dataset, tmp_path / "broken")
     png = tmp_path / "window.png"
     # --timeout is only the guard: the run must stop on the error, not on the timeout.
-    code = main(["--screenshot", str(png), str(folder), "--model", str(gui_model_file),
-                 "--timeout", "120"])  # fmt: skip
+    code = main(
+        ["--screenshot", str(png), str(folder), "--model", str(gui_model_file), "--timeout", "120"]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "mdss-gui: stopped: " in err and "truncated TIFF" in err
