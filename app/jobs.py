@@ -123,35 +123,20 @@ def export_results(
     With thresholds given, overlays and decisions use them (what the user tuned on screen)
     instead of the model's; the predictions shown in the window are not modified.
     """
-    from mdss_core.export import ResultWriter
+    from mdss_core.atomic import ensure_writable_folder
+    from mdss_core.export import ResultWriter, atomic_write, heat_overlay, write_png
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(out, f"cannot create the output folder ({exc.strerror})") from None
-    from mdss_core.export import atomic_write, heat_overlay
-
+    out = ensure_writable_folder(out_dir)  # a read-only target fails before any file is made
     writer = ResultWriter(out, png=True)
     for i, (ref, prediction) in enumerate(items):
         check_cancel(ctx.cancel, "export")
         prediction = with_thresholds(prediction, pixel_threshold, image_threshold)
         rgb = read_rgb(ref.rgb_path)
-        try:
-            stem = writer.add(ref, prediction, rgb)
-            # Each branch's map as a picture too (the writer's PNG shows the fused map).
-            for name, values in (("rgb", prediction.rgb_map_aligned), ("3d", prediction.sdf_map)):
-                picture = heat_overlay(rgb, values, prediction.pixel_threshold)
-                target = stem.parent / f"{stem.name}_{name}_overlay.png"
-                atomic_write(target, lambda tmp, im=picture: _write_png(tmp, im))
-        except OSError as exc:
-            raise DataError(out, f"cannot write results ({exc})") from None
+        stem = writer.add(ref, prediction, rgb)
+        # Each branch's map as a picture too (the writer's PNG shows the fused map).
+        for name, values in (("rgb", prediction.rgb_map_aligned), ("3d", prediction.sdf_map)):
+            picture = heat_overlay(rgb, values, prediction.pixel_threshold)
+            target = stem.parent / f"{stem.name}_{name}_overlay.png"
+            atomic_write(target, lambda tmp, im=picture: write_png(tmp, im))
         report(ctx.progress, "export", i + 1, len(items), ref.key)
     return writer.close()
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")

@@ -606,6 +606,18 @@ class MainWindow(QMainWindow):
         self.inference_finished.emit(outcome)
         if self.predictions and outcome in ("done", "cancelled"):
             self.compute_metrics()
+        else:
+            self.curves_panel.clear(self._unscored_message(task))
+
+    def _unscored_message(self, task: Task) -> str:
+        """What the metrics panel says instead of "Scoring…" when scoring produced nothing."""
+        if task.outcome == "failed":
+            return f"Scoring failed: {task.error}"
+        if task.outcome == "cancelled":
+            return "Scoring cancelled before any sample was scored."
+        if self.inference_problems:
+            return f"No sample could be scored: {self.inference_problems[0]}"
+        return "No sample to score."
 
     def _refresh_histogram(self) -> None:
         refs = {r.key: r for r in self.dataset.refs} if self.dataset else {}

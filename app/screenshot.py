@@ -64,6 +64,14 @@ class ScreenshotDirector(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._tick)
+        # Any error shown (folder, model, a sample that fails to load, scoring) means the window
+        # will not reach the state to capture: stop at once instead of waiting for the timeout.
+        self.error = window.last_error
+        window.error_shown.connect(self._on_error)
+
+    def _on_error(self, message: str) -> None:
+        if not self.error:
+            self.error = message
 
     def start(self) -> None:
         self._timer.start()
@@ -84,10 +92,10 @@ class ScreenshotDirector(QObject):
             self._next_report = time.monotonic() + REPORT_EVERY_S
             if w.task_status.isVisible():
                 print(f"mdss-gui: waiting: {w.task_status.label.text()}", file=sys.stderr)
+        if self.error:
+            self._save_and_quit(1, f"stopped: {self.error}")
+            return
         if self.state == "wait-scores":
-            if w.last_error and w.model is None and not w.tasks.tasks:
-                self._save_and_quit(1, f"stopped: {w.last_error}")
-                return
             busy = w.inference_running or w.metrics_running or w.model is None or not w.predictions
             if busy:
                 return

@@ -76,7 +76,8 @@ class TaskStatus(QWidget):
             self._stack.remove(task)
         if self._stack:
             self._show(self._stack[-1])
-        else:
+        else:  # no stale "Opening folder…" may remain, even hidden
+            self.label.setText("")
             self.setVisible(False)
 
     def _cancel(self) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from mdss_core.errors import Cancelled, MDSSError
+from mdss_core.errors import Cancelled
+from mdss_core.failures import describe, first_line
 from mdss_core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,16 @@ class TaskContext:
 
 
 JobFunction = Callable[[TaskContext], Any]
+
+
+def failure_message(exc: Exception) -> str:
+    """One line for a failed job: I/O, damaged files and memory as the CLI words them
+    (:func:`mdss_core.failures.describe`); anything else is a bug, logged with its traceback."""
+    message = describe(exc)
+    if message is None:
+        log.error("background task failed:\n%s", traceback.format_exc())
+        message = f"unexpected error: {type(exc).__name__}: {first_line(exc)}"
+    return message
 
 
 class _Worker(QObject):
@@ -65,14 +76,8 @@ class _Worker(QObject):
             result = self._fn(context)
         except Cancelled as exc:
             self.ended.emit("cancelled", str(exc))
-        except MDSSError as exc:
-            self.ended.emit("failed", str(exc))
-        except MemoryError:
-            self.ended.emit("failed", "out of memory")
-        except Exception as exc:  # an engine bug must not take the window down
-            log.error("background task failed:\n%s", traceback.format_exc())
-            message = str(exc).splitlines()[0] if str(exc) else ""
-            self.ended.emit("failed", f"unexpected error: {type(exc).__name__}: {message}")
+        except Exception as exc:  # the GUI's error boundary: nothing may take the window down
+            self.ended.emit("failed", failure_message(exc))
         else:
             if self._cancel.is_set():
                 self.ended.emit("cancelled", "cancelled")

@@ -29,6 +29,16 @@ class ModelFileError(FileProblem):
     """A model or teacher file is not usable (wrong kind, newer format, shape mismatch)."""
 
 
+class WriteError(FileProblem):
+    """A file or folder mdss writes could not be written; whatever was there is unchanged.
+
+    Shown as ``cannot write PATH: problem`` (e.g. ``no space left on device``).
+    """
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.problem}"
+
+
 class Cancelled(MDSSError):
     """Raised inside long work when the caller's cancel token is set."""
 

@@ -3,16 +3,15 @@
 Output names keep the input's defect folder and sample id (``OUT/hole/003_fused.tiff``) so
 downstream tools can match results to inputs; a second sample with the same folder and id
 (e.g. from another split) goes under its split (``OUT/validation/good/000_fused.tiff``).
-Files are written to a temporary name and renamed, so a crash never leaves half a file.
+Files are written to a temporary name and renamed (:mod:`mdss_core.atomic`), so a crash never
+leaves half a file; what killed runs left in a folder is swept the first time it is written to.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 import tifffile
 
+from mdss_core.atomic import atomic_write, sweep_stale_temps
 from mdss_core.io.readers import read_rgb
 from mdss_core.io.sample import SampleRef
 from mdss_core.prediction import Prediction
@@ -28,27 +28,6 @@ CSV_COLUMNS = (
     "key", "split", "defect", "sample_id", "label", "score_rgb", "score_3d", "score_fused",
     "image_threshold", "decision", "regions", "largest_region_px",
 )  # fmt: skip
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)``, then rename ``tmp`` onto ``path`` (same folder: an atomic rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; keep the user's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
@@ -79,6 +58,18 @@ class ResultWriter:
         self.png = png
         self.rows: list[dict[str, Any]] = []
         self._used: set[Path] = set()
+        self._swept: set[Path] = set()
+
+    @property
+    def written(self) -> int:
+        """Samples whose files are all written (``scores.csv`` is only written by close)."""
+        return len(self.rows)
+
+    def _folder(self, folder: Path) -> Path:
+        if folder not in self._swept:
+            self._swept.add(folder)
+            sweep_stale_temps(folder)
+        return folder
 
     def stem_for(self, ref: SampleRef) -> Path:
         folder = Path(ref.defect or "samples")
@@ -90,18 +81,19 @@ class ResultWriter:
 
     def add(self, ref: SampleRef, prediction: Prediction, rgb: np.ndarray | None = None) -> Path:
         stem = self.out_dir / self.stem_for(ref)
+        self._folder(stem.parent)
         for name, image in (
             ("rgb", prediction.rgb_map),
             ("3d", prediction.sdf_map),
             ("fused", prediction.fused_map),
         ):
             target = stem.parent / f"{stem.name}_{name}.tiff"
-            atomic_write(target, lambda tmp, im=image: tifffile.imwrite(tmp, im.astype(np.float32)))
+            atomic_write(target, lambda tmp, im=image: write_tiff(tmp, im.astype(np.float32)))
         if self.png:
             rgb = read_rgb(ref.rgb_path) if rgb is None else rgb
             overlay = heat_overlay(rgb, prediction.fused_map, prediction.pixel_threshold)
             target = stem.parent / f"{stem.name}_fused_overlay.png"
-            atomic_write(target, lambda tmp: _imwrite_png(tmp, overlay))
+            atomic_write(target, lambda tmp: write_png(tmp, overlay))
         largest = max((r.area_px for r in prediction.regions), default=0)
         self.rows.append(
             {
@@ -122,7 +114,7 @@ class ResultWriter:
         return stem
 
     def close(self) -> Path:
-        path = self.out_dir / "scores.csv"
+        path = self._folder(self.out_dir) / "scores.csv"
 
         def write(tmp: Path) -> None:
             with tmp.open("w", newline="") as handle:
@@ -133,9 +125,21 @@ class ResultWriter:
         return atomic_write(path, write)
 
 
-def _imwrite_png(path: Path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")
+def write_tiff(path: Path, image: np.ndarray) -> None:
+    # Encoded in memory, then written by Python: tifffile's ndarray.tofile loses the errno of a
+    # failed write ("N requested and M written"), Python's write keeps it (disk full, …).
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image)
+    path.write_bytes(buffer.getvalue())
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    # Encode in memory, write with Python: a failed write then says why (errno), where
+    # cv2.imwrite would only return False.
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoder failed")
+    path.write_bytes(encoded.tobytes())
 
 
 def _json_default(value: Any) -> Any:

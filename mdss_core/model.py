@@ -18,14 +18,16 @@ import cv2
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize_safetensors
 
 from mdss_core import __version__
+from mdss_core.atomic import sweep_stale_temps, write_bytes_atomic
 from mdss_core.batched import predict_batched
 from mdss_core.config import MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError, ModelFileError
-from mdss_core.export import atomic_write
+from mdss_core.failures import cause
 from mdss_core.fusion import Calibration, calibrate, fuse_maps, image_score
 from mdss_core.geometry.infer import blur_score_grid, point_scores, scores_to_map
 from mdss_core.geometry.network import SDFNet, build_sdf_net
@@ -290,10 +292,12 @@ class MDSSModel:
         }
 
     def save(self, path: str | Path, half: bool = False) -> Path:
-        """Write the model atomically (temp file in the same folder, then rename).
+        """Write the model atomically (temp file in the same folder, synced, then renamed).
 
         ``half`` stores floating tensors as float16 (half the size; used for the shipped demo
-        model); loading always restores float32 parameters.
+        model); loading always restores float32 parameters. Temp files that killed saves left
+        in the folder are removed first (:func:`mdss_core.atomic.sweep_stale_temps`); a failed
+        write raises ``WriteError`` and leaves the previous file and no temp file.
         """
         path = Path(path)
         tensors = {f"rgb.{k}": v for k, v in self.rgb.state_dict().items()}
@@ -310,7 +314,11 @@ class MDSSModel:
             "calibration": json.dumps(self.calibration.to_dict()),
             "training": json.dumps(self.training),
         }
-        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        # Serialised in memory and written by us: safetensors' save_file writes its own
+        # ".tmpXXXXXX" beside the target, which a killed run leaves behind.
+        data = serialize_safetensors(tensors, metadata=metadata)
+        sweep_stale_temps(path.parent)
+        return write_bytes_atomic(path, data, sync=True)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> MDSSModel:
@@ -338,7 +346,10 @@ class MDSSModel:
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(path, f"damaged model metadata ({exc})") from None
         device = resolve_device(device)
-        tensors = load_file(str(path), device="cpu")
+        try:
+            tensors = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as exc:  # header fine, tensor data damaged/unreadable
+            raise ModelFileError(path, f"damaged model file ({cause(exc)})") from None
         rgb = RGBBranch.from_state_dict(_strip(tensors, "rgb."), config.rgb, source=str(path))
         sdf = build_sdf_net(config.sdf)
         sdf_state = _strip(tensors, "sdf.")

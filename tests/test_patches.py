@@ -92,3 +92,57 @@ def test_make_patches_rejects_bad_points() -> None:
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         make_patches(bad)
+
+
+def _assert_covers(patches: np.ndarray, n: int, k: int) -> None:
+    assert patches.dtype == np.int64 and patches.ndim == 2 and patches.shape[1] == k
+    assert patches.min() >= 0 and patches.max() < n
+    assert np.bincount(patches.ravel(), minlength=n).min() >= 1
+
+
+def test_a_tiny_cloud_enlarged_to_the_model_size_is_cut_in_bounded_time() -> None:
+    # Issue #19: an 8x8 capture resized (nearest) to 256x256 puts 1024 copies on each position,
+    # more than k = 500, and the covering loop never ended. Before the fix this test hung.
+    from mdss_core.preprocess.resize import resize_nearest
+
+    small = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    pts = resize_nearest(small, 256).reshape(-1, 3)
+    patches = make_patches(pts, k=500, coverage=10.0)
+    _assert_covers(patches, len(pts), 500)
+    # About N / k patches (each repeating the distinct positions), not one per copy.
+    assert len(patches) < 4 * len(pts) * 10 / 500
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["identical", "few distinct", "one heavy position", "line", "signed zeros"],
+)
+def test_repeated_positions_are_all_covered(name: str) -> None:
+    rng = np.random.default_rng(1)
+    pts = {
+        "identical": np.ones((5000, 3)),
+        "few distinct": np.repeat(rng.random((13, 3)), 300, axis=0),
+        "one heavy position": np.concatenate([rng.random((2000, 3)), np.full((700, 3), 0.5)]),
+        "line": np.repeat(np.linspace(0, 1, 50)[:, None], 3, axis=1).repeat(120, axis=0),
+        "signed zeros": np.concatenate([np.zeros((90, 3)), -np.zeros((90, 3)), rng.random((9, 3))]),
+    }[name].astype(np.float32)
+    patches = make_patches(pts, k=64, coverage=3.0)
+    _assert_covers(patches, len(pts), 64)
+    np.testing.assert_array_equal(patches, make_patches(pts, k=64, coverage=3.0))
+
+
+def test_a_patch_of_repeated_positions_is_geometrically_a_patch_of_distinct_ones() -> None:
+    # Each emitted row repeats one row of the distinct positions with other copies: the
+    # coordinates it holds are those of a kNN patch of the distinct cloud.
+    rng = np.random.default_rng(2)
+    distinct = rng.random((400, 3)).astype(np.float32)
+    pts = np.repeat(distinct, 100, axis=0)
+    patches = make_patches(pts, k=50, coverage=2.0)
+    _assert_covers(patches, len(pts), 50)
+    for row in patches[:: max(1, len(patches) // 10)]:
+        centre = pts[row[0]]
+        dist = np.linalg.norm(distinct - centre, axis=1)
+        held = {tuple(p) for p in pts[row].tolist()}
+        assert len(held) == 50
+        nearest = {tuple(p) for p in distinct[np.argsort(dist)[:50]].tolist()}
+        assert held == nearest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mdss_core.cli.arguments import non_negative_int, positive_int
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mdss_core.atomic import ensure_writable_folder
     from mdss_core.batched import auto_workers
     from mdss_core.export import ResultWriter
     from mdss_core.io import open_dataset
@@ -45,13 +47,39 @@ def run(args: argparse.Namespace) -> int:
     refs = []
     for path in args.inputs:
         refs += list(open_dataset(path, category=args.category, split=args.split))
-    writer = ResultWriter(args.out, png=not args.no_png)
+    # Before any scoring: a read-only or missing target fails now, not after the first sample.
+    out = ensure_writable_folder(args.out)
+    writer = ResultWriter(out, png=not args.no_png)
     flagged = 0
     workers = auto_workers(model.device) if args.workers is None else args.workers
     batches = model.predict_many(refs, ProgressBar(), batch_size=args.batch, workers=workers)
-    for ref, prediction in batches:
-        writer.add(ref, prediction)
-        flagged += prediction.is_anomalous
-    csv_path = writer.close()
+    try:
+        for ref, prediction in batches:
+            writer.add(ref, prediction)
+            flagged += prediction.is_anomalous
+        csv_path = writer.close()
+    except BaseException as exc:  # Ctrl+C and bugs included: say what is on disk either way
+        failure = partial_failure(exc, writer.written, len(refs), out)
+        if failure is exc:
+            raise
+        raise failure from exc
     print(f"{len(refs)} samples, {flagged} flagged anomalous; scores in {csv_path}")
     return 0
+
+
+def partial_failure(exc: BaseException, written: int, total: int, out: Path) -> BaseException:
+    """The error to report when predict stops early: what failed, plus what is on disk.
+
+    ``scores.csv`` is written once, after the last sample, so it never lists a subset; the
+    per-sample files written before the failure are complete (each written atomically).
+    Interrupts and bugs are returned as they are, after a line saying what was written.
+    """
+    from mdss_core.errors import MDSSError
+    from mdss_core.failures import describe
+
+    note = f"{written} of {total} samples written to {out}; scores.csv not written"
+    message = describe(exc)
+    if message is None:
+        print(f"mdss: {note}", file=sys.stderr)
+        return exc
+    return MDSSError(f"{message} ({note})")

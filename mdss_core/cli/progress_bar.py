@@ -8,6 +8,10 @@ from typing import TextIO
 
 from mdss_core.progress import Progress
 
+# The bar last drawn on a terminal without its newline yet: an error printed now must start on
+# a line of its own (see :func:`end_open_line`).
+_open_bar: ProgressBar | None = None
+
 
 class ProgressBar:
     """Draws ``stage [#####.....] step/total eta metrics`` on one terminal line per stage."""
@@ -37,15 +41,30 @@ class ProgressBar:
         eta = elapsed / p.fraction - elapsed if 0 < p.fraction < 1 else 0.0
         extras = " ".join(f"{k}={v:.4g}" for k, v in p.metrics.items())
         line = f"{p.stage:<10} [{bar}] {p.step}/{p.total} eta {eta:5.0f}s {extras} {p.message}"
+        global _open_bar
         if self._interactive:
             self.stream.write("\r" + line.rstrip()[:160])
+            _open_bar = self
             if last:
                 self.stream.write("\n")
                 self._stage = None
+                _open_bar = None
         else:
             self.stream.write(line.rstrip() + "\n")
         self.stream.flush()
 
     def _finish_line(self) -> None:
+        global _open_bar
         if self._interactive and self._stage is not None:
             self.stream.write("\n")
+            self._stage = None
+        if _open_bar is self:
+            _open_bar = None
+
+
+def end_open_line() -> None:
+    """End a bar's line left open on the terminal (before an error message is printed)."""
+    bar = _open_bar
+    if bar is not None:
+        bar._finish_line()
+        bar.stream.flush()

@@ -43,12 +43,45 @@ def read_xyz(path: str | Path) -> np.ndarray:
     path = Path(path)
     _require_file(path)
     try:
-        xyz = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            _check_tiff_extent(tif, path)
+            xyz = tif.asarray()
+    except DataError:
+        raise
+    except MemoryError:
+        raise DataError(path, "point cloud too large to load (out of memory)") from None
     except Exception as exc:  # tifffile raises many types for damaged files
         raise DataError(path, f"cannot read TIFF ({type(exc).__name__}: {exc})") from None
     if xyz.size == 0:
         raise DataError(path, "cannot read TIFF (no image data: truncated or damaged file)")
     return check_xyz(xyz, path)
+
+
+def _check_tiff_extent(tif: tifffile.TiffFile, path: Path) -> None:
+    """Refuse a TIFF whose header points past the end of the file, before reading it.
+
+    A truncated file would otherwise first get an array of the size its header claims (1.2 GB
+    for a 10 000 × 10 000 cloud) and only then fail to fill it.
+    """
+    page = tif.pages.first
+    size = tif.filehandle.size
+    pairs = zip(page.dataoffsets, page.databytecounts, strict=False)  # damaged: may differ
+    end = max((int(o) + int(c) for o, c in pairs if c), default=0)
+    if end > size:
+        shape = "x".join(str(n) for n in page.shape)
+        claimed = int(np.prod(page.shape)) * np.dtype(page.dtype).itemsize
+        raise DataError(
+            path,
+            f"truncated TIFF: its header describes {shape} {page.dtype} data "
+            f"({_size_text(claimed)}) but the file ends after {_size_text(size)}",
+        )
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def check_xyz(xyz: np.ndarray, path: str | Path) -> np.ndarray:

@@ -208,7 +208,11 @@ def remove_background_plane(
     if fit_mask.sum() < _MIN_BORDER_POINTS:
         fit_mask = valid
     if fit_mask.sum() < 3:
-        raise ValueError(f"point cloud has only {int(fit_mask.sum())} valid points: no plane")
+        count = int(fit_mask.sum())
+        raise ValueError(
+            f"point cloud has only {count} valid point{'s' if count != 1 else ''}: "
+            "too few to fit the background plane (at least 3)"
+        )
     plane = fit_plane_ransac(cloud[fit_mask], inlier_threshold, iterations, seed)
 
     cleaned = np.where(valid[..., None], cloud, 0).astype(np.float32, copy=True)

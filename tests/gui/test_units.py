@@ -140,3 +140,24 @@ def test_unexpected_exception_becomes_a_one_line_failure(qtbot):
     with qtbot.waitSignal(task.failed, timeout=5000) as failed:
         task.start()
     assert failed.args[0] == "unexpected error: ValueError: first line"
+
+
+def test_the_qt_binding_keeps_none_alive(qapp):
+    # PySide6 6.12.0 gave every void method's None back without a reference: on Python < 3.12
+    # (None not immortal) the GUI then aborted with "deallocating None" after a few thousand
+    # Qt calls (pyproject keeps it out). A binding that does this again fails here, not later.
+    import sys
+
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QImage, QPainter, QPen
+
+    image = QImage(16, 16, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    pen = QPen()
+    before = sys.getrefcount(None)
+    for _ in range(500):
+        painter.setPen(pen)
+        painter.drawLine(QPointF(0, 0), QPointF(5, 5))
+    after = sys.getrefcount(None)
+    painter.end()
+    assert after > before - 500, f"None lost {before - after} references in 1000 void calls"
