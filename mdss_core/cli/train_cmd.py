@@ -6,6 +6,7 @@ import argparse
 import threading
 from pathlib import Path
 
+from mdss_core.atomic import ensure_writable_folder
 from mdss_core.cli.progress_bar import ProgressBar
 from mdss_core.config import PRESETS, get_preset
 from mdss_core.devices import DEVICE_CHOICES, device_label, resolve_device
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.force:
         raise MDSSError(f"{args.out}: already exists (use --force to replace it)")
+    ensure_writable_folder(args.out.parent)  # fail now, not after a long training
     dataset = open_dataset(args.data, category=args.category)
     config = get_preset(args.preset).with_seed(args.seed)
     if args.rgb_steps:

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from mdss_core.atomic import sweep_stale_temps, write_bytes_atomic
 from mdss_core.errors import ModelFileError
-from mdss_core.export import atomic_write
 from mdss_core.rgb.pdn import PDN, PDN_OUT_CHANNELS, PDN_SIZES, conv_indices, init_pdn_
 
 MDSS_TEACHER_FORMAT = "mdss-teacher"
@@ -135,7 +135,7 @@ def save_teacher_file(
     ``extra`` tensors (e.g. a distillation target's ``distill.mean``/``distill.std``) are stored
     under their own names, which the PDN loader ignores.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save as serialize_safetensors
 
     path = Path(path)
     tensors = {
@@ -150,7 +150,10 @@ def save_teacher_file(
         "size": teacher.size,
         "origin": json.dumps(origin, sort_keys=True),
     }
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    # Serialised in memory: safetensors' save_file leaves its own temp file when killed.
+    data = serialize_safetensors(tensors, metadata=metadata)
+    sweep_stale_temps(path.parent)
+    return write_bytes_atomic(path, data, sync=True)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
