@@ -270,3 +270,20 @@ def test_real_sample_keeps_only_the_object(real_data_root: Path, sample: str) ->
     if defect.any():  # defects lie on the object: none of their points may be erased
         assert kept[defect].mean() > 0.99
     assert 5000 < len(s.points) < 20000
+
+
+def test_normal_image_of_a_tilted_plane() -> None:
+    from mdss_core.preprocess.normals import normal_image
+
+    y, x = np.mgrid[0:32, 0:32].astype(np.float32) * 1e-3
+    z = 0.5 + 0.5 * x  # tilted about the y axis, facing the camera at the origin
+    xyz = np.stack([x, y, z], axis=-1)
+    valid = np.ones((32, 32), dtype=bool)
+    valid[10:14, 10:14] = False  # a hole
+    image = normal_image(xyz, valid)
+    expected = np.array([0.5, 0.0, -1.0]) / np.linalg.norm([0.5, 0.0, -1.0])
+    inner = image[2:8, 2:8].reshape(-1, 3).astype(float) / 127.5 - 1.0
+    np.testing.assert_allclose(inner, np.broadcast_to(expected, inner.shape), atol=0.02)
+    assert (image[10:14, 10:14] == 0).all()  # no point, no normal
+    with pytest.raises(ValueError, match="H×W×3"):
+        normal_image(xyz[..., :2], valid)

@@ -244,3 +244,36 @@ def test_crop_training_slices_the_teacher_output_exactly() -> None:
         part = net(normalize_images(_crop_pixels(images, crop)))
     torch.testing.assert_close(_crop_cells(full, crop), part, atol=1e-5, rtol=1e-5)
     assert _crop_window(0, 128, "small", 24, rng, np.arange(2)) is None
+
+
+def test_student_that_sees_normals_gives_two_maps(teacher, data, tmp_path: Path) -> None:
+    """Colour + surface-normal images: a 6-channel student, one map per image kind."""
+    images, masks = data
+    normals = images[:, ::-1].copy()  # any second image of the same shape stands in
+    config = _config(normals=True, lr_schedule="cosine")
+    branch = train_student(teacher, images, masks, config, normals=normals)
+    assert branch.groups == 2 and branch.student.in_channels == 6
+    assert branch.mean.shape == (1, 2 * teacher.out_channels, 1, 1)
+    maps = branch.map_groups(images[:2], normals[:2])
+    assert maps.shape == (2, 2, SIZE, SIZE) and np.isfinite(maps).all()
+    assert not np.allclose(maps[:, 0], maps[:, 1])  # two different targets, two maps
+    # The colour-only call names what is missing instead of failing inside the network.
+    with pytest.raises(ValueError, match="surface-normal"):
+        branch.anomaly_maps(images[:1])
+    # Round trip through the tensors with the config that describes the branch.
+    path = tmp_path / "branch.safetensors"
+    save_file({k: v.contiguous() for k, v in branch.state_dict().items()}, str(path))
+    restored = RGBBranch.from_state_dict(load_file(str(path)), config)
+    np.testing.assert_allclose(restored.map_groups(images[:2], normals[:2]), maps, rtol=1e-5)
+    with pytest.raises(ValueError, match="must match"):
+        train_student(teacher, images, masks, config, normals=normals[:, :32])
+
+
+def test_cosine_schedule_decays_to_one_percent() -> None:
+    config = _config(steps=101, lr=1e-3, lr_schedule="cosine")
+    assert config.lr_at(0) == pytest.approx(1e-3)
+    assert config.lr_at(50) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
+    assert config.lr_at(100) == pytest.approx(1e-5)
+    assert _config(lr=1e-3).lr_at(100) == 1e-3  # Table 1: constant
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _config(lr_schedule="step")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -54,11 +55,19 @@ class RGBConfig:
     teacher_blocks: tuple[int, ...] = (3, 6, 13)
     teacher_scale: float = 2.0
     teacher_channels: int = PDN_OUT_CHANNELS
+    # The student also sees the surface-normal image of the cloud and reproduces the teacher's
+    # features of it too: a second, geometric map from the same network (``preprocess.normals``).
+    normals: bool = False
+    # "constant" (Table 1) or "cosine" (decay to 1 % of lr: without it a long run on real data
+    # drifted after its best point, see docs/experiments.md).
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         self.teacher_blocks = tuple(int(b) for b in self.teacher_blocks)
         if self.teacher not in TEACHER_KINDS:
             raise ValueError(f"teacher must be one of {TEACHER_KINDS}, not {self.teacher!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.teacher_channels < 1 or self.teacher_scale <= 0:
             raise ValueError("teacher_channels and teacher_scale must be positive")
         if self.pdn_size not in PDN_SIZES:
@@ -68,6 +77,13 @@ class RGBConfig:
         for name in ("d_start", "d_end"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie strictly between 0 and 1")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of ``step`` (0-based) under ``lr_schedule``."""
+        if self.lr_schedule == "constant" or self.steps <= 1:
+            return self.lr
+        progress = min(step / (self.steps - 1), 1.0)
+        return self.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -8,9 +8,17 @@ import torch.nn.functional as F
 from mdss_core.rgb.pdn import MAP_PAD, RECEPTIVE_FIELD, STRIDE
 
 
-def squared_difference_map(teacher_norm: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """Channel mean of the squared difference: N×C×h×w twice → N×1×h×w (paper 3.1)."""
-    return ((teacher_norm.float() - student.float()) ** 2).mean(dim=1, keepdim=True)
+def squared_difference_map(
+    teacher_norm: torch.Tensor, student: torch.Tensor, groups: int = 1
+) -> torch.Tensor:
+    """Channel mean of the squared difference (paper 3.1): N×C×h×w twice → N×G×h×w.
+
+    With ``groups`` > 1 the channels are G equal blocks (the teacher's features of the colour
+    image, then of the surface-normal image) and each block gives its own map.
+    """
+    diff = (teacher_norm.float() - student.float()) ** 2
+    n, c, h, w = diff.shape
+    return diff.view(n, groups, c // groups, h, w).mean(dim=2)
 
 
 def upsample_map(cell_map: torch.Tensor, image_size: int | tuple[int, int]) -> torch.Tensor:

@@ -64,11 +64,16 @@ class PDN(nn.Sequential):
 
     ``padding=True`` is only for distilling a teacher (the padded net maps S×S to S/4×S/4, the
     grid of the backbone features); training and inference use the unpadded net, which maps
-    256×256 to 56×56. Input: ImageNet-normalised N×3×S×S (see :func:`normalize_images`).
+    256×256 to 56×56. Input: ImageNet-normalised N×3×S×S (see :func:`normalize_images`); a
+    student that also sees the surface-normal image takes ``in_channels=6`` (colour, normals).
     """
 
     def __init__(
-        self, size: str = "small", out_channels: int = PDN_OUT_CHANNELS, padding: bool = False
+        self,
+        size: str = "small",
+        out_channels: int = PDN_OUT_CHANNELS,
+        padding: bool = False,
+        in_channels: int = 3,
     ) -> None:
         layout = _CONV_LAYOUT[_checked_size(size)]
         pad_on = 1 if padding else 0
@@ -76,6 +81,7 @@ class PDN(nn.Sequential):
         for position, (index, c_in, c_out, kernel, pad) in enumerate(layout):
             if index != len(layers):
                 raise AssertionError("PDN layer table out of order")  # guards the file formats
+            c_in = in_channels if position == 0 else c_in
             c_in = out_channels if c_in == _OUT else c_in
             c_out = out_channels if c_out == _OUT else c_out
             layers.append(nn.Conv2d(c_in, c_out, kernel, padding=pad * pad_on))
@@ -85,6 +91,7 @@ class PDN(nn.Sequential):
                 layers.append(nn.AvgPool2d(kernel_size=2, stride=2, padding=pad_on))
         super().__init__(*layers)
         self.size = size
+        self.in_channels = in_channels
         self.out_channels = out_channels
         self.padding = padding
 

@@ -145,7 +145,7 @@ class RGBBranch(nn.Module):
         super().__init__()
         self.teacher = teacher
         self.student = student
-        channels = int(teacher.out_channels)
+        channels = int(student.out_channels)
         self.register_buffer("mean", mean.detach().reshape(1, channels, 1, 1).float().clone())
         self.register_buffer("std", std.detach().reshape(1, channels, 1, 1).float().clone())
         for parameter in self.teacher.parameters():
@@ -161,10 +161,11 @@ class RGBBranch(nn.Module):
     @classmethod
     def empty(cls, config: RGBConfig) -> RGBBranch:
         """An untrained branch of the shapes ``config`` describes, to load a state dict into."""
-        channels = config.teacher_channels
+        groups = 2 if config.normals else 1
+        channels = config.teacher_channels * groups
         return cls(
             build_teacher_module(config),
-            PDN(config.pdn_size, channels),
+            PDN(config.pdn_size, channels, in_channels=3 * groups),
             torch.zeros(channels),
             torch.ones(channels),
         )
@@ -196,15 +197,20 @@ class RGBBranch(nn.Module):
     def device(self) -> torch.device:
         return self.mean.device
 
+    @property
+    def groups(self) -> int:
+        """Images the student sees: 1 (colour) or 2 (colour + surface normals)."""
+        return int(self.student.in_channels) // 3
+
     def normalized_teacher(self, x: torch.Tensor) -> torch.Tensor:
-        return self._normalize_teacher_output(self.teacher(x))
+        return self._normalize_teacher_output(_teacher_features(self.teacher, x))
 
     def _normalize_teacher_output(self, out: torch.Tensor) -> torch.Tensor:
         return (out.float() - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet-normalised N×3×S×S → cell anomaly map N×1×h×w."""
-        return squared_difference_map(self.normalized_teacher(x), self.student(x))
+        """ImageNet-normalised N×3G×S×S → cell anomaly maps N×G×h×w (one per image kind)."""
+        return squared_difference_map(self.normalized_teacher(x), self.student(x), self.groups)
 
     def packed_bytes(self) -> int:
         """Memory held by the packed inference copies of the weights (0 before the first use)."""
@@ -229,12 +235,27 @@ class RGBBranch(nn.Module):
         if nets is None:
             return self(x)
         teacher, student = nets
-        return squared_difference_map(self._normalize_teacher_output(teacher(x)), student(x))
+        target = self._normalize_teacher_output(_teacher_features(teacher, x))
+        return squared_difference_map(target, student(x), self.groups)
 
     def anomaly_maps(
         self, images: np.ndarray | torch.Tensor, batch_size: int = 8, amp: bool = False
     ) -> np.ndarray:
         """uint8 N×H×W×3 images (or a float tensor, see ``normalize_images``) → N×H×W float32.
+
+        The colour map only; :meth:`map_groups` gives every map of a branch that also sees the
+        surface-normal image.
+        """
+        return self.map_groups(images, None, batch_size, amp)[:, 0]
+
+    def map_groups(
+        self,
+        images: np.ndarray | torch.Tensor,
+        normals: np.ndarray | None = None,
+        batch_size: int = 8,
+        amp: bool = False,
+    ) -> np.ndarray:
+        """Colour images (+ their normal images when the student sees both) → N×G×H×W float32.
 
         Channel mean of the squared normalised difference at h×w, padded by 4 cells and
         bilinearly resized to the input size. ``amp`` runs the networks in float16 on CUDA
@@ -243,23 +264,27 @@ class RGBBranch(nn.Module):
         """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = images[None]
+            normals = None if normals is None else normals[None]
+        if self.groups == 2 and normals is None:
+            raise ValueError("this RGB branch also needs the surface-normal images")
         self.eval()
         maps: list[np.ndarray] = []
         dtype = inference_amp_dtype(self.device, amp)
         with torch.inference_mode():
             for part in _batches(images, batch_size):
-                x = normalize_images(images[part], channels_last=True).to(self.device)
+                x = _student_input(images[part], None if normals is None else normals[part])
+                x = x.contiguous(memory_format=torch.channels_last).to(self.device)
                 pixel = self._pixel_maps(x, dtype)
                 if dtype is not None and not bool(torch.isfinite(pixel).all()):
                     # An activation beyond float16's range: this batch again in float32.
                     pixel = self._pixel_maps(x, None)
-                maps.append(pixel[:, 0].cpu().numpy())
+                maps.append(pixel.cpu().numpy())
         if not maps:
-            return np.zeros((0, 0, 0), dtype=np.float32)
+            return np.zeros((0, self.groups, 0, 0), dtype=np.float32)
         return np.concatenate(maps).astype(np.float32, copy=False)
 
     def _pixel_maps(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-        """Float32 N×1×S×S maps of a normalised batch, the networks autocast to ``dtype``."""
+        """Float32 N×G×S×S maps of a normalised batch, the networks autocast to ``dtype``."""
         autocast = (
             torch.autocast(x.device.type, dtype=dtype)
             if dtype is not None
@@ -268,6 +293,19 @@ class RGBBranch(nn.Module):
         with autocast:
             cell = self._inference_forward(x)
         return upsample_map(cell.float(), tuple(x.shape[-2:]))
+
+
+def _teacher_features(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The teacher on each 3-channel image of the input, concatenated along channels."""
+    if x.shape[1] == 3:
+        return teacher(x)
+    return torch.cat([teacher(part) for part in torch.split(x, 3, dim=1)], dim=1)
+
+
+def _student_input(images: np.ndarray | torch.Tensor, normals: np.ndarray | None) -> torch.Tensor:
+    """ImageNet-normalised colour images, followed by the normal images when given."""
+    x = normalize_images(images)
+    return x if normals is None else torch.cat([x, normalize_images(normals)], dim=1)
 
 
 def inference_amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
@@ -318,16 +356,22 @@ def train_student(
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    normals: np.ndarray | None = None,
 ) -> RGBBranch:
     """Train a student to imitate the normalised teacher on normal images (Table 1 settings).
 
     ``images`` uint8 N×S×S×3, ``masks`` bool N×S×S foreground (used when ``config.mask_on``;
     an all-background mask counts as all foreground so such an image still teaches something).
+    ``normals`` (uint8 N×S×S×3 surface-normal images, see ``preprocess.normals``): the student
+    then sees both images (6 channels) and reproduces the teacher's features of each, which
+    gives a second, geometric map.
     Reports ``stage="rgb-stats"`` during the teacher pass, then ``stage="rgb"`` once per step
     with metrics ``loss`` and ``d``; raises ``Cancelled`` between batches and steps.
     Deterministic on CPU for a given seed. The teacher passed in is not modified.
     """
     _check_training_arrays(images, masks)
+    if normals is not None and normals.shape != images.shape:
+        raise ValueError(f"normal images must match the colour images, got {normals.shape}")
     device = torch.device(device)
     size = images.shape[1]
     check_cancel(cancel, "RGB training")
@@ -336,25 +380,33 @@ def train_student(
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     grid = pdn_output_size(size, config.pdn_size)
-    cache_bytes = len(images) * teacher.out_channels * grid * grid * 4
+    kinds = [images] if normals is None else [images, normals]
+    cache_bytes = len(kinds) * len(images) * teacher.out_channels * grid * grid * 4
+    passes = []
     with torch.no_grad():
-        mean, std, outputs = _teacher_pass(
-            teacher,
-            images,
-            config.batch_size,
-            device,
-            keep=cache_bytes <= TEACHER_CACHE_BYTES,
-            progress=progress,
-            cancel=cancel,
-        )
-    mean, std = mean.to(device), std.to(device)
-    student = init_pdn_(PDN(config.pdn_size, teacher.out_channels), config.seed, "torch-default")
+        for kind in kinds:
+            passes.append(
+                _teacher_pass(
+                    teacher,
+                    kind,
+                    config.batch_size,
+                    device,
+                    keep=cache_bytes <= TEACHER_CACHE_BYTES,
+                    progress=progress,
+                    cancel=cancel,
+                )
+            )
+    mean = torch.cat([p[0] for p in passes]).to(device)
+    std = torch.cat([p[1] for p in passes]).to(device)
+    channels = teacher.out_channels * len(kinds)
+    student = PDN(config.pdn_size, channels, in_channels=3 * len(kinds))
+    student = init_pdn_(student, config.seed, "torch-default")
     branch = RGBBranch(teacher, student, mean, std).to(device)
     branch.student.train()
     cached = None
-    if outputs is not None:
-        cached = torch.cat(outputs)
-        outputs.clear()
+    if all(p[2] is not None for p in passes):
+        cached = torch.cat([torch.cat(p[2]) for p in passes], dim=1)
+        passes.clear()
         cached.sub_(branch.mean).div_(branch.std)
     cell_masks = _cell_masks(masks if config.mask_on else None, grid, device)
 
@@ -367,6 +419,8 @@ def train_student(
     order = np.empty(0, dtype=np.int64)
     for step in range(config.steps):
         check_cancel(cancel, "RGB training")
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(step)
         while len(order) < config.batch_size:  # a fresh permutation per epoch
             order = np.concatenate([order, rng.permutation(len(images))])
         index = np.sort(order[: config.batch_size])
@@ -374,7 +428,10 @@ def train_student(
         rows = torch.from_numpy(index).to(device)
         d = cosine_d(step, config.steps, config.d_start, config.d_end)
         crop = _crop_window(config.crop, size, config.pdn_size, grid, rng, index)
-        x = normalize_images(_crop_pixels(images[index], crop)).to(device)
+        x = _student_input(
+            _crop_pixels(images[index], crop),
+            None if normals is None else _crop_pixels(normals[index], crop),
+        ).to(device)
         autocast = (
             torch.autocast(device.type, dtype=amp_dtype)
             if amp_dtype is not None
