@@ -129,9 +129,11 @@ def save_teacher_file(
     origin: dict[str, Any],
     path: str | Path,
     extra: dict[str, torch.Tensor] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write an mdss teacher file (safetensors, nelson keys, origin JSON), atomically.
 
+    ``half`` stores the weights as float16 (the shipped teacher); loading restores float32.
     ``extra`` tensors (e.g. a distillation target's ``distill.mean``/``distill.std``) are stored
     under their own names, which the PDN loader ignores.
     """
@@ -142,6 +144,8 @@ def save_teacher_file(
         key: value.detach().float().cpu().contiguous()
         for key, value in teacher.state_dict().items()
     }
+    if half:
+        tensors = {key: value.half() for key, value in tensors.items()}
     for key, value in (extra or {}).items():
         tensors[key] = value.detach().float().cpu().contiguous()
     metadata = {
