@@ -53,10 +53,10 @@ def main() -> None:
         "architecture": f"PDN-{source['size']}, {source['out_channels']} output channels",
         "target": source["target"],
         "corpus": {
-            "built_by": "mdss teacher corpus --out DIR --packages SRC (tools/fetch_corpus_sources.sh)",
+            "built_by": "tools/fetch_corpus_sources.sh SRC; mdss teacher corpus --packages SRC",
             "train_images": source["images"],
             "heldout_images": source["heldout_images"],
-            "by_source": manifest.get("by_source") or manifest.get("totals"),
+            "totals": manifest.get("totals"),
         },
         "distillation": {
             k: source[k]
