@@ -381,9 +381,11 @@ def test_disk_full_tmpfs_predict_and_train(
         written = int(re.search(r"\((\d) of 2 samples written", line).group(1))
         assert written < 2 and not (out / "scores.csv").exists()
         assert digest(two_samples) == before and temp_files(out) == []
-    with tmpfs(tmp_path / "models", "30m") as disk:
+    # Room for one model file and half of a second one: the save cannot complete.
+    room_k = model_file.stat().st_size * 3 // 2 // 1024 + 64
+    with tmpfs(tmp_path / "models", f"{room_k}k") as disk:
         target = disk / "ring.mdss"
-        target.write_bytes(model_file.read_bytes())  # 22 MB: no room for a second copy
+        target.write_bytes(model_file.read_bytes())
         original = target.read_bytes()
         monkeypatch.setattr(MDSSModel, "fit", classmethod(lambda cls, *a, **k: tiny_model))
         code = cli(

@@ -106,12 +106,12 @@ def test_distill_mobilenet_learns_and_beats_an_untrained_pdn(tmp_path: Path) -> 
             image = np.stack([stripes, stripes[::-1], np.full_like(stripes, rng.integers(255))], -1)
             cv2.imwrite(str(tmp_path / split / f"{i}.png"), image.astype(np.uint8))
     target, target_origin = mobilenet_target()
-    settings = DistillSettings(steps=60, image_size=32, batch_size=4, lr=2e-3)
+    settings = DistillSettings(steps=60, image_size=64, batch_size=4, lr=2e-3)
     teacher, origin, normalised = distill_teacher(target, target_origin, tmp_path, settings)
     assert teacher.out_channels == 152 and origin["target"]["blocks"] == [3, 6, 13]
     assert origin["images"] == 6 and origin["heldout_images"] == 2
     bank = ImageBank.from_files(
-        sorted((tmp_path / "heldout").glob("*.png")), 32, torch.device("cpu")
+        sorted((tmp_path / "heldout").glob("*.png")), 64, torch.device("cpu")
     )
     untrained = PDN("small", 152)
     assert distillation_loss(teacher, normalised, bank) < distillation_loss(
