@@ -39,8 +39,9 @@ from mdss_core.preprocess.pipeline import PreparedSample, prepare
 from mdss_core.preprocess.ready import PatchSettings, ReadySample, make_ready
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.regions import find_regions
+from mdss_core.rgb.branch import RGBBranch
 from mdss_core.rgb.teacher_choice import resolve_teacher
-from mdss_core.rgb.train import RGBBranch, train_student
+from mdss_core.rgb.train import train_student
 
 FORMAT = "mdss-model"
 FORMAT_VERSION = 1
@@ -407,8 +408,7 @@ def _prepare_all(
     prepared = []
     for i, ref in enumerate(refs):
         check_cancel(cancel, "data preparation")
-        sample = ref.load()
-        prepared.append(prepare(sample.rgb, sample.xyz, None, config.preprocess, ref.xyz_path))
+        prepared.append(prepare(ref.load(), config.preprocess))
         report(progress, stage, i + 1, len(refs), ref.key)
     return prepared
 

@@ -23,6 +23,7 @@ from mdss_core.rgb import (
     paper_config,
     train_student,
 )
+from mdss_core.rgb import branch as branch_module
 from mdss_core.rgb import train as train_module
 from mdss_core.rgb.maps import upsample_map
 
@@ -189,7 +190,7 @@ def test_half_precision_maps_fall_back_to_float32_when_they_overflow(
     images, _ = data
     float32 = branch.anomaly_maps(images)
     # CPU stands in for CUDA: float16 autocast through the modules (packed kernels bypass it).
-    monkeypatch.setattr(train_module, "inference_amp_dtype", lambda device, amp: torch.float16)
+    monkeypatch.setattr(branch_module, "inference_amp_dtype", lambda device, amp: torch.float16)
     monkeypatch.setattr(packed, "_ops_available", lambda: False)
     branch._packed = None
     half = branch.anomaly_maps(images, amp=True)

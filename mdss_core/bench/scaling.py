@@ -47,8 +47,7 @@ def _predictors(work: Workload, methods: Methods) -> tuple[Callable[[], Any], Ca
     cfg = work.config
 
     def peer_once() -> None:
-        sample = ref.load()
-        methods.peer.predict(prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path))
+        methods.peer.predict(prepare(ref.load(), cfg.preprocess))
 
     return end_to_end_call(methods.model, work), peer_once
 

@@ -32,13 +32,11 @@ def stage_latencies(model: MDSSModel, work: Workload) -> dict[str, Any]:
         return round(median_ms(fn, s.repeats, s.warmup, device), 2)
 
     sample = ref.load()
-    prepared = prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path)
+    prepared = prepare(sample, cfg.preprocess)
     patches = model.patch_settings.cut(prepared.points)
     stages = {
         "load": timed(ref.load),
-        "plane_and_resize": timed(
-            lambda: prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path)
-        ),
+        "plane_and_resize": timed(lambda: prepare(sample, cfg.preprocess)),
         "patching": timed(lambda: model.patch_settings.cut(prepared.points)),
         "rgb_branch": timed(lambda: model.rgb.anomaly_maps(prepared.rgb[None], amp=cfg.rgb.amp)),
         "geometry_branch": timed(lambda: _geometry(model, prepared, patches)),

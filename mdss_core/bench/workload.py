@@ -108,8 +108,7 @@ def build_workload(
         out = []
         for ref in refs:
             check_cancel(cancel, "benchmark preparation")
-            s = ref.load()
-            out.append(prepare(s.rgb, s.xyz, None, config.preprocess, ref.xyz_path))
+            out.append(prepare(ref.load(), config.preprocess))
         return out
 
     return Workload(

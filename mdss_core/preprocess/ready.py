@@ -44,8 +44,7 @@ def make_ready(
 ) -> ReadySample:
     """Preprocess a loaded sample and cut its patches; raises ``DataError`` for bad arrays."""
     start = time.perf_counter()
-    # No gt: prediction never looks at it (evaluation compares at full resolution).
-    prepared = prepare(sample.rgb, sample.xyz, None, preprocess, sample.ref.xyz_path)
+    prepared = prepare(sample, preprocess)
     patches = patching.cut(prepared.points)
     return ReadySample(sample, prepared, patches, 1e3 * (time.perf_counter() - start))
 

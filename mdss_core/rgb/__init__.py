@@ -1,5 +1,6 @@
 """RGB branch of MDSS: PDN student-teacher trained with the masked dynamic loss (paper 3.1)."""
 
+from mdss_core.rgb.branch import RGBBranch
 from mdss_core.rgb.config import FAST_STEPS, PAPER_STEPS, RGBConfig, fast_config, paper_config
 from mdss_core.rgb.pdn import PDN, normalize_images, pdn_output_size
 from mdss_core.rgb.teacher import (
@@ -9,7 +10,6 @@ from mdss_core.rgb.teacher import (
     teacher_or_default,
 )
 from mdss_core.rgb.train import (
-    RGBBranch,
     compute_teacher_stats,
     cosine_d,
     dynamic_loss,
