@@ -11,11 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mdss_app import engine
 from mdss_core.errors import DataError
-from mdss_core.io import DatasetIndex, SampleRef, open_dataset, read_gt, read_rgb
+from mdss_core.io import DatasetIndex, SampleRef, open_dataset, read_rgb
 from mdss_core.prediction import Prediction
 from mdss_core.progress import check_cancel, report
 
@@ -65,15 +63,6 @@ def predict_refs(model: Any, refs: Sequence[SampleRef], ctx: Any) -> list[str]:
     return problems
 
 
-def load_gt(ref: SampleRef, shape: tuple[int, int]) -> np.ndarray:
-    if ref.gt_path is not None:
-        gt = read_gt(ref.gt_path)
-        if gt.shape != shape:
-            raise DataError(ref.gt_path, f"mask size {gt.shape} does not match the sample {shape}")
-        return gt
-    return np.zeros(shape, bool)
-
-
 def with_thresholds(
     prediction: Prediction, pixel_threshold: float | None, image_threshold: float | None
 ) -> Prediction:
@@ -91,24 +80,11 @@ def with_thresholds(
 def evaluate_predictions(items: Sequence[tuple[SampleRef, Prediction]], ctx: Any) -> Any:
     """I-AUROC / AUPRO table and ROC / PRO curves from predictions already made.
 
-    Returns ``None`` when no scored sample carries a label. Uses the engine's evaluation
-    summary (metrics only, no model), so the numbers match ``mdss evaluate``.
+    Returns ``None`` when no scored sample carries a label; the numbers match ``mdss evaluate``.
     """
-    from mdss_core.evaluation import ScoredSample, summarize
+    from mdss_core.evaluation import evaluate_predictions
 
-    scored = []
-    labelled = [(r, p) for r, p in items if r.label >= 0 or r.gt_path is not None]
-    for i, (ref, prediction) in enumerate(labelled):
-        check_cancel(ctx.cancel, "metrics")
-        gt = load_gt(ref, prediction.shape)
-        label = ref.label if ref.label >= 0 else int(gt.any())
-        maps = {"rgb": prediction.rgb_map, "3d": prediction.sdf_map, "fused": prediction.fused_map}
-        defect = ref.defect or ("anomalous" if label else "good")
-        scored.append(ScoredSample(ref.key, defect, label, prediction.scores(), maps, gt))
-        report(ctx.progress, "metrics", i + 1, len(labelled), ref.key)
-    if not scored:
-        return None
-    return summarize(scored)
+    return evaluate_predictions(items, len(items), ctx.progress, ctx.cancel)
 
 
 def export_results(

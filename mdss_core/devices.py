@@ -1,8 +1,10 @@
-"""Which torch device to run on (``auto`` picks CUDA when present, else the CPU), and the two
-checks the packed CPU inference paths share: oneDNN op availability and weight identity."""
+"""Which torch device to run on (``auto`` picks CUDA when present, else the CPU), how much work
+one pass on it takes, and the two checks the packed CPU inference paths share: oneDNN op
+availability and weight identity."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from mdss_core.errors import MDSSError
@@ -47,6 +49,33 @@ def available_devices() -> list[tuple[str, str]]:
     if torch.cuda.is_available():
         choices.append(("cuda", device_label("cuda")))
     return choices
+
+
+# Batch rules: the only place where CPU and GPU differ in how work is cut up. A GPU needs large
+# passes to be busy; on a CPU, passes whose activations fit in the cache run fastest.
+CPU_PATCHES_PER_PASS = 8  # 8 × 500 points: ~1.6× faster than 64 per pass (2 cores)
+CUDA_PATCHES_PER_PASS = 512
+MAX_PREPARING_WORKERS = 8
+
+
+def images_per_pass(device: str, count: int) -> int:
+    """Images per RGB network pass: the whole batch on a GPU, one at a time on a CPU
+    (8 images per pass cost ~6 % more per image on CPU: the activations outgrow the cache)."""
+    return max(1, count) if device.startswith("cuda") else 1
+
+
+def patches_per_pass(device: str) -> int:
+    """Patches per SDF network pass."""
+    return CUDA_PATCHES_PER_PASS if device.startswith("cuda") else CPU_PATCHES_PER_PASS
+
+
+def preparing_workers(device: str) -> int:
+    """Processes that read and prepare samples ahead of the networks: up to 8 beside a GPU,
+    none on a CPU, whose cores the networks already keep busy (on 2 cores, 2 workers took
+    batched prediction from 1.86 to 1.55 samples/s)."""
+    if not device.startswith("cuda"):
+        return 0
+    return max(0, min(MAX_PREPARING_WORKERS, (os.cpu_count() or 1) - 1))
 
 
 def onednn_ops_available(*names: str) -> bool:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mdss_core.errors import DataError
+from mdss_core.io.sample import SampleRef
+
 
 @dataclass(frozen=True)
 class Region:
@@ -26,6 +29,15 @@ class Region:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class BranchMaps:
+    """What the networks give for one sample: S×S float32 maps at the model's size."""
+
+    rgb: np.ndarray  # RGB student–teacher map, zero outside the dilated foreground
+    sdf: np.ndarray  # the 3D branch's map: per-point |sdf| scattered to pixels, then blurred
+    point_grid: np.ndarray  # the same scores unblurred: |sdf| at each object point's pixel
 
 
 @dataclass
@@ -58,3 +70,12 @@ class Prediction:
 
     def scores(self) -> dict[str, float]:
         return {"rgb": self.score_rgb, "3d": self.score_3d, "fused": self.score_fused}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One sample of a scoring run: its prediction, or the one-line error that kept it out."""
+
+    ref: SampleRef
+    prediction: Prediction | None = None
+    error: DataError | None = None

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdss_core.batched import auto_workers, predict_batched
+from mdss_core.batched import predict_batched
 from mdss_core.cli.main import main as cli
+from mdss_core.devices import preparing_workers
 from mdss_core.errors import Cancelled, DataError
 from mdss_core.io import open_dataset
 
@@ -99,7 +100,7 @@ def test_bad_batch_settings_are_refused(tiny_model, test_refs):
 
 
 def test_no_workers_on_cpu():
-    assert auto_workers("cpu") == 0
+    assert preparing_workers("cpu") == 0
 
 
 def test_cli_predict_in_batches_writes_the_same_scores(tiny_model, tiny_dataset, tmp_path, capsys):

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mdss_core.atomic import ensure_writable_folder
-    from mdss_core.batched import auto_workers
+    from mdss_core.devices import preparing_workers
     from mdss_core.export import ResultWriter
     from mdss_core.io import open_dataset
     from mdss_core.model import MDSSModel
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = ensure_writable_folder(args.out)
     writer = ResultWriter(out, png=not args.no_png)
     flagged = 0
-    workers = auto_workers(model.device) if args.workers is None else args.workers
+    workers = preparing_workers(model.device) if args.workers is None else args.workers
     batches = model.predict_many(refs, ProgressBar(), batch_size=args.batch, workers=workers)
     try:
         for ref, prediction in batches:

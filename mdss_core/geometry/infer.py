@@ -8,13 +8,10 @@ import cv2
 import numpy as np
 import torch
 
-from mdss_core.devices import weights_key
+from mdss_core.devices import patches_per_pass, weights_key
 from mdss_core.geometry.network import SDFNet, patch_frame
 from mdss_core.geometry.packed import Decode, packed_decoder
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
-
-CPU_PATCH_BATCH = 8
-CUDA_PATCH_BATCH = 512
 
 # Packed decoders kept between predictions, per network, with the (weights_key, rows) they were
 # built for: packing + trial call cost ~1.6 ms per prediction (demo model). Weak keys: a network
@@ -39,9 +36,8 @@ def point_scores(
     the point well is enough to call it normal. Points in no patch score 0. The values are in
     patch-normalised units (patch extent = 1), as the network sees them.
 
-    ``batch_size`` patches go through the network at once; by default few on CPU, where a batch
-    whose activations fit in the cache runs fastest (8 × 500 points: ~1.6× faster than 64,
-    measured on 2 cores), and many on CUDA, where large batches fill the GPU.
+    ``batch_size`` patches go through the network at once (default:
+    :func:`mdss_core.devices.patches_per_pass`).
 
     Float32 on every device, CUDA included (no autocast): the scores are small distances
     (median ~4e-3 of the patch extent), and under CPU-emulated autocast (demo model, 6 samples)
@@ -58,7 +54,7 @@ def point_scores(
         raise ValueError("patch indices fall outside the point array")
     device = torch.device(device)
     if batch_size is None:
-        batch_size = CUDA_PATCH_BATCH if device.type == "cuda" else CPU_PATCH_BATCH
+        batch_size = patches_per_pass(device.type)
     pts = torch.from_numpy(points).to(device)
     index = torch.from_numpy(patches.astype(np.int64)).to(device)
     best = torch.full((len(points),), torch.inf, device=device)
