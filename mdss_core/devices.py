@@ -1,16 +1,11 @@
-"""Which torch device to run on (``auto`` picks CUDA when present, else the CPU), how much work
-one pass on it takes, and the two checks the packed CPU inference paths share: oneDNN op
-availability and weight identity."""
+"""Which torch device to run on (``auto`` picks CUDA when present, else the CPU), and how much
+work one pass on it takes."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from mdss_core.errors import MDSSError
-
-if TYPE_CHECKING:
-    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -76,25 +71,3 @@ def preparing_workers(device: str) -> int:
     if not device.startswith("cuda"):
         return 0
     return max(0, min(MAX_PREPARING_WORKERS, (os.cpu_count() or 1) - 1))
-
-
-def onednn_ops_available(*names: str) -> bool:
-    """Whether this torch build has oneDNN and every ``torch.ops.mkldnn`` op in ``names``.
-
-    The packed CPU inference paths (``rgb.packed``, ``geometry.packed``) use such ops, the ones
-    torch's own CPU compiler emits; builds without them run the plain modules.
-    """
-    import torch
-
-    mkldnn = torch.ops.mkldnn
-    return torch.backends.mkldnn.is_available() and all(hasattr(mkldnn, n) for n in names)
-
-
-def weights_key(module: torch.nn.Module) -> tuple[tuple[int, int], ...]:
-    """Identity of a module's current weights: storage address and in-place version counter.
-
-    Any in-place change (optimizer step, ``load_state_dict``) bumps a tensor's version, and
-    moving or replacing a tensor changes its address, so a packed copy built for one key is
-    stale exactly when the key differs.
-    """
-    return tuple((p.data_ptr(), p._version) for p in module.parameters())

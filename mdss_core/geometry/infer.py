@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import weakref
-
 import cv2
 import numpy as np
 import torch
 
-from mdss_core.devices import patches_per_pass, weights_key
+from mdss_core import fast_paths
+from mdss_core.devices import patches_per_pass
 from mdss_core.geometry.network import SDFNet, patch_frame
-from mdss_core.geometry.packed import Decode, packed_decoder
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
-
-# Packed decoders kept between predictions, per network, with the (weights_key, rows) they were
-# built for: packing + trial call cost ~1.6 ms per prediction (demo model). Weak keys: a network
-# that is dropped takes its packed copy with it.
-_packed_decoders: weakref.WeakKeyDictionary[SDFNet, tuple[tuple, Decode | None]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def point_scores(
@@ -80,22 +71,11 @@ def point_scores(
     return best.cpu().numpy().astype(np.float32)
 
 
-def _inference_decoder(net: SDFNet, device: torch.device, rows: int) -> Decode:
-    """The packed float32 decoder on CPU (see :mod:`mdss_core.geometry.packed`), else the net's.
-
-    The packed form is reused while the decoder's weights and ``rows`` stay the same, and
-    rebuilt after they change (training, ``load_state_dict``, ``to``).
-    """
-    first = next(net.parameters(), None)
-    float32_cpu = device.type == "cpu" and first is not None and first.dtype == torch.float32
-    if not (float32_cpu and isinstance(net, SDFNet)):
-        return net.decode
-    key = (weights_key(net.decoder), rows)
-    cached = _packed_decoders.get(net)
-    if cached is None or cached[0] != key:
-        cached = (key, packed_decoder(net.decoder, rows))
-        _packed_decoders[net] = cached
-    return cached[1] or net.decode
+def _inference_decoder(net: SDFNet, device: torch.device, rows: int) -> fast_paths.Decode:
+    """The decoder's CPU fast path when it has one (:mod:`mdss_core.fast_paths`), else its own."""
+    if device.type == "cpu" and isinstance(net, SDFNet):
+        return fast_paths.decoder_forward(net.decoder, rows) or net.decode
+    return net.decode
 
 
 def scores_to_map(

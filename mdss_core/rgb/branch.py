@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdss_core.devices import weights_key
+from mdss_core import fast_paths
 from mdss_core.errors import ModelFileError
 from mdss_core.rgb.config import RGBConfig
 from mdss_core.rgb.maps import squared_difference_map, upsample_map
-from mdss_core.rgb.packed import PackedPDN, packed_pdn
 from mdss_core.rgb.pdn import PDN, normalize_images
 
 
@@ -46,8 +45,6 @@ class RGBBranch(nn.Module):
         self.register_buffer("std", std.detach().reshape(1, channels, 1, 1).float().clone())
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
-        # Packed CPU forms of teacher and student, with the weights_key they were built from.
-        self._packed: tuple[tuple, tuple[nn.Module, PackedPDN] | None] | None = None
 
     def train(self, mode: bool = True) -> RGBBranch:
         super().train(mode)
@@ -102,29 +99,18 @@ class RGBBranch(nn.Module):
         """ImageNet-normalised N×3×S×S → cell anomaly map N×1×h×w."""
         return squared_difference_map(self.normalized_teacher(x), self.student(x))
 
-    def packed_bytes(self) -> int:
-        """Memory held by the packed inference copies of the weights (0 before the first use)."""
-        nets = self._packed[1] if self._packed else None
-        return sum(net.nbytes for net in nets) if nets else 0
-
     def _inference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` for inference: through packed nets on CPU float32 (see ``rgb.packed``).
-
-        The packed nets are kept between calls (packing + trial call: ~15 ms per net) and rebuilt
-        whenever the weights changed since (training, ``load_state_dict``, ``to``).
-        """
+        """``forward`` for inference: the CPU float32 fast path when it has one
+        (:mod:`mdss_core.fast_paths`), else the modules themselves."""
         if self.device.type != "cpu" or x.dtype != torch.float32:
             return self(x)
-        key = weights_key(self)
-        if self._packed is None or self._packed[0] != key:
-            # Only PDNs have a packed form; a backbone teacher runs as it is.
-            teacher = packed_pdn(self.teacher) if isinstance(self.teacher, PDN) else self.teacher
-            student = packed_pdn(self.student)
-            self._packed = (key, (teacher, student) if teacher and student else None)
-        nets = self._packed[1]
-        if nets is None:
+        student = fast_paths.pdn_forward(self.student)
+        # Only PDNs have a packed form; a backbone teacher runs as it is.
+        teacher = (
+            fast_paths.pdn_forward(self.teacher) if isinstance(self.teacher, PDN) else self.teacher
+        )
+        if student is None or teacher is None:
             return self(x)
-        teacher, student = nets
         return squared_difference_map(self._normalize_teacher_output(teacher(x)), student(x))
 
     def anomaly_maps(
