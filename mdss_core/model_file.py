@@ -20,7 +20,7 @@ from safetensors.torch import save as serialize_safetensors
 
 from mdss_core.atomic import sweep_stale_temps, write_bytes_atomic
 from mdss_core.config import MDSSConfig
-from mdss_core.errors import ModelFileError
+from mdss_core.errors import ConfigError, ModelFileError
 from mdss_core.failures import cause
 from mdss_core.fusion import Calibration
 from mdss_core.geometry.network import build_sdf_net
@@ -94,7 +94,7 @@ def read_model_file(path: str | Path) -> ModelRecord:
         calibration = Calibration.from_dict(json.loads(metadata["calibration"]))
         origin = json.loads(metadata.get("teacher_origin", "{}"))
         training = json.loads(metadata.get("training", "{}"))
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, ConfigError) as exc:
         raise ModelFileError(path, f"damaged model metadata ({exc})") from None
     try:
         tensors = load_file(str(path), device="cpu")

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from mdss_core.config import get_preset
 from mdss_core.errors import Cancelled
 from mdss_core.geometry import (
     SDFConfig,
@@ -143,7 +144,7 @@ def test_sample_queries_targets_are_nearest_clean_points() -> None:
 
 
 def test_config_json_round_trip_and_validation() -> None:
-    for config in (SDFConfig.paper(), SDFConfig.fast(), tiny_config()):
+    for config in (get_preset("paper").sdf, get_preset("fast").sdf, tiny_config()):
         restored = SDFConfig.from_dict(json.loads(json.dumps(config.to_dict())))
         assert restored == config
     with pytest.raises(ValueError, match="norm"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mdss_core import fast_paths
-from mdss_core.errors import Cancelled, ModelFileError
+from mdss_core.config import get_preset
+from mdss_core.errors import Cancelled, ConfigError, ModelFileError
 from mdss_core.rgb import (
     RGBBranch,
     RGBConfig,
     compute_teacher_stats,
     default_teacher,
-    fast_config,
     normalize_images,
-    paper_config,
     train_student,
 )
 from mdss_core.rgb import branch as branch_module
@@ -170,14 +170,15 @@ def test_bad_arrays_are_rejected(teacher, data) -> None:
 
 
 def test_config_roundtrip_and_presets() -> None:
-    config = fast_config(seed=3)
+    config = replace(get_preset("fast").rgb, seed=3)
     data = json.loads(json.dumps(config.to_dict()))
     assert RGBConfig.from_dict(data) == config
-    assert paper_config().steps > fast_config().steps
-    assert (paper_config().lr, paper_config().batch_size) == (1e-3, 4)  # Table 1
-    with pytest.raises(ModelFileError, match="unknown"):
-        RGBConfig.from_dict({**data, "future_knob": 1}, source="model.mdss")
-    with pytest.raises(ModelFileError, match="d_end"):
+    paper = get_preset("paper").rgb
+    assert paper.steps > config.steps
+    assert (paper.lr, paper.batch_size) == (1e-3, 4)  # Table 1
+    with pytest.raises(ConfigError, match="unknown"):
+        RGBConfig.from_dict({**data, "future_knob": 1})
+    with pytest.raises(ConfigError, match="d_end"):
         RGBConfig.from_dict({**data, "d_end": 1.5})
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdss_core.config_base import ConfigBase
 from mdss_core.errors import DataError
 from mdss_core.io.sample import Sample
 from mdss_core.preprocess.mask import foreground_mask
@@ -20,8 +21,8 @@ from mdss_core.preprocess.resize import resize_nearest, resize_rgb
 
 
 @dataclass
-class PreprocessConfig:
-    """Preprocessing settings; plain numbers so ``dataclasses.asdict`` gives JSON."""
+class PreprocessConfig(ConfigBase):
+    """Preprocessing settings."""
 
     size: int = 256
     plane_distance: float = 0.005
