@@ -7,13 +7,12 @@ imports torch at module level: the model module is only reached through :mod:`md
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mdss_app import engine
 from mdss_core.errors import DataError
-from mdss_core.io import DatasetIndex, SampleRef, open_dataset, read_rgb
+from mdss_core.io import DatasetIndex, SampleRef, open_dataset
 from mdss_core.prediction import Prediction
 from mdss_core.progress import check_cancel, report
 
@@ -63,20 +62,6 @@ def predict_refs(model: Any, refs: Sequence[SampleRef], ctx: Any) -> list[str]:
     return problems
 
 
-def with_thresholds(
-    prediction: Prediction, pixel_threshold: float | None, image_threshold: float | None
-) -> Prediction:
-    """A shallow copy using other thresholds (regions recomputed when the pixel one changes)."""
-    from mdss_core.regions import apply_threshold
-
-    changed = replace(prediction)
-    if image_threshold is not None:
-        changed.image_threshold = float(image_threshold)
-    if pixel_threshold is not None and pixel_threshold != prediction.pixel_threshold:
-        apply_threshold(changed, float(pixel_threshold))
-    return changed
-
-
 def evaluate_predictions(items: Sequence[tuple[SampleRef, Prediction]], ctx: Any) -> Any:
     """I-AUROC / AUPRO table and ROC / PRO curves from predictions already made.
 
@@ -100,19 +85,13 @@ def export_results(
     instead of the model's; the predictions shown in the window are not modified.
     """
     from mdss_core.atomic import ensure_writable_folder
-    from mdss_core.export import ResultWriter, atomic_write, heat_overlay, write_png
+    from mdss_core.export import ResultWriter
+    from mdss_core.regions import with_thresholds
 
     out = ensure_writable_folder(out_dir)  # a read-only target fails before any file is made
-    writer = ResultWriter(out, png=True)
+    writer = ResultWriter(out, overlays=("fused", "rgb", "3d"))
     for i, (ref, prediction) in enumerate(items):
         check_cancel(ctx.cancel, "export")
-        prediction = with_thresholds(prediction, pixel_threshold, image_threshold)
-        rgb = read_rgb(ref.rgb_path)
-        stem = writer.add(ref, prediction, rgb)
-        # Each branch's map as a picture too (the writer's PNG shows the fused map).
-        for name, values in (("rgb", prediction.rgb_map_aligned), ("3d", prediction.sdf_map)):
-            picture = heat_overlay(rgb, values, prediction.pixel_threshold)
-            target = stem.parent / f"{stem.name}_{name}_overlay.png"
-            atomic_write(target, lambda tmp, im=picture: write_png(tmp, im))
+        writer.add(ref, with_thresholds(prediction, pixel_threshold, image_threshold))
         report(ctx.progress, "export", i + 1, len(items), ref.key)
     return writer.close()

@@ -7,10 +7,10 @@ background tasks; this module only reacts to their signals on the UI thread.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -42,7 +42,7 @@ from mdss_app.status import TaskStatus
 from mdss_app.workers import Task, TaskContext, TaskRegistry
 from mdss_core.io import DatasetIndex, Sample, SampleRef
 from mdss_core.prediction import Prediction, Region
-from mdss_core.regions import apply_threshold, local_scores, region_at
+from mdss_core.regions import find_regions, local_scores, pixel_area_mm2, with_thresholds
 
 APP_TITLE = "mdss inspector"
 
@@ -573,7 +573,7 @@ class MainWindow(QMainWindow):
         ref, prediction = item
         if self.dataset is None:
             return
-        prediction.image_threshold = self.image_threshold
+        prediction = with_thresholds(prediction, image_threshold=self.image_threshold)
         self.predictions[ref.key] = prediction
         self.sample_list.set_scores(
             ref.key, prediction.score_rgb, prediction.score_3d, prediction.score_fused
@@ -675,10 +675,23 @@ class MainWindow(QMainWindow):
     def _on_sample_failed(self, ref: SampleRef, message: str) -> None:
         self.show_error("Cannot load sample", message)
 
-    def _object_xyz(self, prediction: Prediction) -> np.ndarray | None:
-        if self.current_sample is None:
-            return None
-        return np.where(prediction.object_mask[..., None], self.current_sample.xyz, 0.0)
+    def _rethreshold(self, prediction: Prediction) -> Prediction:
+        """The prediction with regions at the window's pixel threshold (kept for the sample)."""
+        if prediction.pixel_threshold == self.pixel_threshold or not math.isfinite(
+            self.pixel_threshold
+        ):
+            return prediction
+        area = pixel_area_mm2(self.current_sample.xyz, prediction.object_mask)
+        regions = find_regions(
+            prediction.fused_map,
+            prediction.rgb_map_aligned,
+            prediction.map_3d,
+            self.pixel_threshold,
+            area,
+        )
+        changed = replace(prediction, regions=regions)
+        self.predictions[prediction.sample_key] = changed
+        return changed
 
     def _show_current(self) -> None:
         sample = self.current_sample
@@ -686,9 +699,8 @@ class MainWindow(QMainWindow):
             return
         key = sample.ref.key
         prediction = self.predictions.get(key)
-        stale = prediction is not None and prediction.pixel_threshold != self.pixel_threshold
-        if stale and math.isfinite(self.pixel_threshold):
-            apply_threshold(prediction, self.pixel_threshold, self._object_xyz(prediction))
+        if prediction is not None:
+            prediction = self._rethreshold(prediction)
         same_sample = self.current_prediction is not None and (
             self.current_prediction.sample_key == key
         )
@@ -722,9 +734,9 @@ class MainWindow(QMainWindow):
         if prediction is None:
             self.notify("This sample has not been scored yet")
             return None
-        region = region_at(prediction, row, col)
+        region = prediction.regions.at(row, col)
         if region is not None:
-            mask = prediction.region_labels == region.label
+            mask = prediction.regions.mask(region)
             points = sample.xyz[mask & prediction.object_mask]
             centre = tuple(points.mean(axis=0) * 1000.0) if len(points) else None
             self.inspector.show_region(region, centre)
@@ -758,7 +770,7 @@ class MainWindow(QMainWindow):
         if prediction is not None:
             text += f" · fused {prediction.fused_map[row, col]:.4g}"
             text += f" · RGB {prediction.rgb_map_aligned[row, col]:.4g}"
-            text += f" · 3D {prediction.sdf_map[row, col]:.4g}"
+            text += f" · 3D {prediction.map_3d[row, col]:.4g}"
         self.pixel_label.setText(text)
 
     def _sync_levels(self, low: float, high: float) -> None:
@@ -781,7 +793,7 @@ class MainWindow(QMainWindow):
         self.pixel_threshold = float(value)
         prediction = self.current_prediction
         if prediction is not None:
-            apply_threshold(prediction, self.pixel_threshold, self._object_xyz(prediction))
+            prediction = self.current_prediction = self._rethreshold(prediction)
             self.fused_panel.set_threshold(self.pixel_threshold)
             self.inspector.show_sample(prediction.sample_key, self.current_sample.label, prediction)
             if self.selected_pixel is not None:
@@ -792,8 +804,12 @@ class MainWindow(QMainWindow):
             self.threshold_panel.set_image_threshold(value)  # its signal calls back here
             return
         self.image_threshold = float(value)
-        for prediction in self.predictions.values():
-            prediction.image_threshold = self.image_threshold
+        for key, prediction in self.predictions.items():
+            self.predictions[key] = with_thresholds(
+                prediction, image_threshold=self.image_threshold
+            )
+        if self.current_prediction is not None:
+            self.current_prediction = self.predictions[self.current_prediction.sample_key]
         self.sample_list.model.set_image_threshold(self.image_threshold)
         if self.current_prediction is not None and self.current_sample is not None:
             self.inspector.show_sample(

@@ -119,7 +119,7 @@ class ScreenshotDirector(QObject):
         values = prediction.fused_map
         if prediction.regions:
             region = max(prediction.regions, key=lambda r: r.max_fused)
-            values = values * (prediction.region_labels == region.label)
+            values = values * prediction.regions.mask(region)
         # No region above the threshold: inspect the strongest pixel instead (local scores).
         row, col = divmod(int(values.argmax()), values.shape[1])
         w.inspect_pixel(row, col)

@@ -14,7 +14,7 @@ import numpy as np
 from mdss_core.fusion import Calibration, fuse_maps, image_score
 from mdss_core.prediction import BranchMaps, Prediction
 from mdss_core.preprocess.ready import ReadySample
-from mdss_core.regions import find_regions
+from mdss_core.regions import find_regions, pixel_area_mm2
 
 
 def assemble(
@@ -28,30 +28,27 @@ def assemble(
     sample, prepared = ready.sample, ready.prepared
     h, w = sample.shape
     rgb_map = _resize(maps.rgb, h, w)
-    sdf_map = _resize(maps.sdf, h, w)
+    map_3d = _resize(maps.sdf, h, w)
     aligned = calibration.align_rgb(rgb_map)
-    fused = fuse_maps(aligned, sdf_map)
+    fused = fuse_maps(aligned, map_3d)
     object_mask = prepared.object_mask_full
     point_map = cv2.resize(maps.point_grid, (w, h), interpolation=cv2.INTER_NEAREST)
     point_map = np.where(object_mask, point_map, 0.0).astype(np.float32)
-    object_xyz = np.where(object_mask[..., None], sample.xyz, 0.0)
-    threshold = calibration.pixel_threshold
-    labels, regions = find_regions(fused, aligned, sdf_map, threshold, object_xyz)
+    area = pixel_area_mm2(sample.xyz, object_mask)
+    regions = find_regions(fused, aligned, map_3d, calibration.pixel_threshold, area)
     fusion_ms = 1e3 * (time.perf_counter() - start)
     return Prediction(
         sample_key=sample.ref.key,
         rgb_map=rgb_map,
         rgb_map_aligned=aligned,
-        sdf_map=sdf_map,
-        point_scores=point_map,
+        map_3d=map_3d,
+        point_map=point_map,
         object_mask=object_mask,
         fused_map=fused,
         score_rgb=float(maps.rgb.max()),
         score_3d=float(maps.sdf.max()),
         score_fused=image_score(maps.rgb, maps.sdf),
         image_threshold=calibration.image_threshold,
-        pixel_threshold=threshold,
-        region_labels=labels,
         regions=regions,
         timings_ms={
             "preprocess": ready.preprocess_ms,

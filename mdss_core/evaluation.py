@@ -44,8 +44,7 @@ class ScoredSample:
         gt = ground_truth(ref, prediction.shape)
         label = ref.label if ref.label >= 0 else int(gt.any())
         defect = ref.defect or ("anomalous" if label else GOOD)
-        maps = {"rgb": prediction.rgb_map, "3d": prediction.sdf_map, "fused": prediction.fused_map}
-        return cls(ref.key, defect, label, prediction.scores(), maps, gt)
+        return cls(ref.key, defect, label, prediction.scores(), prediction.maps(), gt)
 
 
 def ground_truth(ref: SampleRef, shape: tuple[int, int]) -> np.ndarray:

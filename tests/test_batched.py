@@ -19,7 +19,7 @@ from mdss_core.devices import preparing_workers
 from mdss_core.errors import Cancelled, DataError
 from mdss_core.io import open_dataset
 
-MAPS = ("rgb_map", "sdf_map", "point_scores", "fused_map")
+MAPS = ("rgb_map", "map_3d", "point_map", "fused_map")
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def _hex_rgb(colour: str) -> tuple[float, float, float]:
 
 
 class CloudPanel(QWidget):
-    """Object points (``Prediction.object_mask``) coloured by ``point_scores`` or by RGB."""
+    """Object points (``Prediction.object_mask``) coloured by ``point_map`` or by RGB."""
 
     picked = Signal(int, int)  # row, col of a clicked 3D point
 
@@ -255,7 +255,7 @@ class CloudPanel(QWidget):
                 self.render()
             return
         keep = None if prediction is None else prediction.object_mask
-        scores = None if prediction is None else prediction.point_scores
+        scores = None if prediction is None else prediction.point_map
         # Re-frame when the sample or the kind of cloud (all points / object only) changes.
         view_key = (sample.ref.key, prediction is not None)
         reframe = view_key != self._view_key
@@ -278,7 +278,7 @@ class CloudPanel(QWidget):
 
     def update_scores(self, prediction: Prediction) -> None:
         if self.cloud is not None:
-            set_scores(self.cloud, prediction.point_scores)
+            set_scores(self.cloud, prediction.point_map)
             self._apply_colouring()
 
     def set_levels(self, low: float, high: float) -> None:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         refs += list(open_dataset(path, category=args.category, split=args.split))
     # Before any scoring: a read-only or missing target fails now, not after the first sample.
     out = ensure_writable_folder(args.out)
-    writer = ResultWriter(out, png=not args.no_png)
+    writer = ResultWriter(out, overlays=() if args.no_png else ("fused",))
     flagged = 0
     workers = preparing_workers(model.device) if args.workers is None else args.workers
     batches = model.predict_many(refs, ProgressBar(), batch_size=args.batch, workers=workers)

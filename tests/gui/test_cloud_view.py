@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from mdss_core.regions import region_at
 from tests.gui.conftest import open_and_score
 
 pytestmark = [pytest.mark.gui, pytest.mark.vtk]
@@ -56,7 +55,7 @@ def test_picking_a_point_selects_its_region_and_flies_there(qtbot, vtk_window):
     fused = np.where(prediction.object_mask & sample.valid_mask, prediction.fused_map, -np.inf)
     row, col = np.unravel_index(int(np.argmax(fused)), fused.shape)
     win.threshold_panel.set_pixel_threshold(float(fused[row, col]) * 0.9)
-    region = region_at(win.current_prediction, row, col)
+    region = win.current_prediction.regions.at(row, col)
     assert region is not None
 
     renderer = panel.renderer
@@ -67,9 +66,9 @@ def test_picking_a_point_selects_its_region_and_flies_there(qtbot, vtk_window):
         pixel = panel.pick_display(round(x), round(y))
     assert pixel is not None
     assert abs(pixel[0] - row) <= 2 and abs(pixel[1] - col) <= 2
-    assert picked.args[0].label == region_at(win.current_prediction, *pixel).label
+    assert picked.args[0].label == win.current_prediction.regions.at(*pixel).label
 
-    mask = win.current_prediction.region_labels == picked.args[0].label
+    mask = win.current_prediction.regions.mask(picked.args[0])
     target = sample.xyz[mask & prediction.object_mask].mean(axis=0)
     qtbot.waitUntil(
         lambda: np.linalg.norm(panel.camera_focal_point() - target) < 1e-6, timeout=5000

@@ -107,7 +107,7 @@ def test_threshold_slider_recomputes_regions_and_contour(qtbot, scored_window):
     assert len(win.fused_panel.threshold_curve.xData) > 0
 
     win.threshold_panel.set_pixel_threshold(float(fused.max()) * 1.01)
-    assert win.current_prediction.regions == []
+    assert len(win.current_prediction.regions) == 0
     assert len(win.fused_panel.threshold_curve.xData) == 0
 
 
