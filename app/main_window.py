@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mdss_app import engine, jobs, style
-from mdss_app.dialogs.train_dialog import TrainDialog
+from mdss_app import style
+from mdss_app.dialogs.train_dialog import FALLBACK_DEVICES, MODEL_FILTER, TrainDialog
 from mdss_app.panels.cloud_panel import CloudPanel
 from mdss_app.panels.curves_panel import CurvesPanel
 from mdss_app.panels.fused_panel import FusedPanel
@@ -40,11 +40,21 @@ from mdss_app.sample_loader import SampleLoader
 from mdss_app.settings import AppSettings
 from mdss_app.status import TaskStatus
 from mdss_app.workers import Task, TaskContext, TaskRegistry
-from mdss_core.io import DatasetIndex, Sample, SampleRef
-from mdss_core.prediction import Prediction, Region
-from mdss_core.regions import find_regions, local_scores, pixel_area_mm2, with_thresholds
+from mdss_core import api
+from mdss_core.api import DatasetIndex, Prediction, Region, Sample, SampleRef
 
 APP_TITLE = "mdss inspector"
+
+
+def score_job(model: Any, refs: list[SampleRef], ctx: TaskContext) -> list[str]:
+    """Score ``refs``, emitting ``(ref, prediction)``; returns the skipped samples' messages."""
+    problems = []
+    for item in api.score_folder(model, refs, ctx.progress, ctx.cancel):
+        if item.error is not None:
+            problems.append(str(item.error))
+        else:
+            ctx.emit((item.ref, item.prediction))
+    return problems
 
 
 class MainWindow(QMainWindow):
@@ -85,7 +95,7 @@ class MainWindow(QMainWindow):
         self.selected_pixel: tuple[int, int] | None = None
         self.pixel_threshold = math.nan
         self.image_threshold = math.nan
-        self.devices: list[tuple[str, str]] = list(engine.FALLBACK_DEVICES)
+        self.devices: list[tuple[str, str]] = list(FALLBACK_DEVICES)
         self.inference_task: Task | None = None
         self.inference_problems: list[str] = []
         self.metrics_task: Task | None = None
@@ -318,7 +328,7 @@ class MainWindow(QMainWindow):
     # devices
     # =========================================================================================
     def _probe_devices(self) -> None:
-        task = Task("devices", lambda _ctx: engine.available_devices(), self)
+        task = Task("devices", lambda _ctx: api.available_devices(), self)
         task.done.connect(self._on_devices)
         self._run(task)
 
@@ -342,7 +352,7 @@ class MainWindow(QMainWindow):
             self.open_folder(folder)
 
     def open_folder(self, path: str | Path, demo: bool = False) -> Task:
-        task = Task("open folder", lambda _ctx, p=str(path): jobs.open_folder(p), self)
+        task = Task("open folder", lambda _ctx, p=str(path): api.open_folder(p), self)
         task.done.connect(lambda index, d=demo: self.set_dataset(index, demo=d))
         task.failed.connect(lambda message: self.show_error("Cannot open folder", message))
         return self._run(task, "Opening folder")
@@ -386,15 +396,14 @@ class MainWindow(QMainWindow):
     # =========================================================================================
     def choose_model(self) -> None:
         start = str(Path(self.settings.last_model).parent) if self.settings.last_model else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open model", start, engine.MODEL_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", start, MODEL_FILTER)
         if path:
             self.open_model(path)
 
     def open_model(self, path: str | Path) -> Task:
         def job(_ctx: TaskContext, p: str = str(path)) -> tuple[Any, str, str]:
-            with engine.file_errors(p, "not a usable model file"):
-                model = engine.load_model(p)
-            return model, p, engine.device_label(model.device)
+            model = api.load_model(p)
+            return model, p, api.device_label(model.device)
 
         task = Task("load model", job, self)
         self.model_pending = True
@@ -455,9 +464,7 @@ class MainWindow(QMainWindow):
 
     def import_teacher(self, path: str | Path) -> Task:
         def job(_ctx: TaskContext, p: str = str(path)) -> tuple[str, dict]:
-            with engine.file_errors(p, "not a usable teacher file"):
-                _net, origin = engine.load_teacher_file(p)
-            return p, origin
+            return p, api.check_teacher_file(p)
 
         task = Task("import teacher", job, self)
         task.done.connect(lambda result: self._on_teacher(*result))
@@ -480,7 +487,7 @@ class MainWindow(QMainWindow):
             output = ""
             if folder:
                 name = (self.dataset.category if self.dataset else "") or Path(folder).name
-                output = str(Path(folder).parent / f"{name}{engine.MODEL_SUFFIX}")
+                output = str(Path(folder).parent / f"{name}{api.MODEL_SUFFIX}")
             self.train_dialog = TrainDialog(
                 folder=folder,
                 output=output,
@@ -504,7 +511,7 @@ class MainWindow(QMainWindow):
     def start_demo(self) -> Task:
         """Generate (once) and open the demo category; use the shipped or cached demo model,
         else train one in the background (preset ``fast``) while the samples are browsable."""
-        task = Task("demo data", lambda ctx: engine.demo_dataset(), self)
+        task = Task("demo data", lambda ctx: api.demo_dataset(), self)
         task.done.connect(self._on_demo_data)
         task.failed.connect(lambda message: self.show_error("Demo unavailable", message))
         return self._run(task, "Preparing demo")
@@ -513,7 +520,7 @@ class MainWindow(QMainWindow):
         opened = self.open_folder(path, demo=True)
         if self.model is not None or self.model_pending:
             return
-        model_path = engine.demo_model_path()
+        model_path = api.demo_model_path()
         if model_path is not None:
             opened.done.connect(lambda _r, p=str(model_path): self.open_model(p))
         else:
@@ -522,7 +529,7 @@ class MainWindow(QMainWindow):
     def train_demo_model(self, folder: str | Path, preset: str = "fast") -> Task:
         from mdss_app.dialogs.train_dialog import train_job
 
-        target = engine.demo_model_target()
+        target = api.demo_model_target()
         target.parent.mkdir(parents=True, exist_ok=True)
         job = train_job(str(folder), None, preset, "auto", None, str(target))
         task = Task("demo training", job, self)
@@ -554,14 +561,14 @@ class MainWindow(QMainWindow):
         self.threshold_panel.set_image_scores([])
         self.curves_panel.clear("Scoring…")
         self.inference_problems = []
-        refs = jobs.refs_to_score(self.dataset)
+        refs = api.refs_to_score(self.dataset)
         if self.current_ref is not None and self.current_ref in refs:
             refs.remove(self.current_ref)  # what the user looks at comes first
             refs.insert(0, self.current_ref)
         if self.current_sample is not None:
             self._show_current()  # drop the old model's maps from the panels
         model = self.model
-        task = Task("inference", lambda ctx, m=model, r=refs: jobs.predict_refs(m, r, ctx), self)
+        task = Task("inference", lambda ctx, m=model, r=refs: score_job(m, r, ctx), self)
         task.item.connect(self._on_prediction)
         task.done.connect(self._on_inference_problems)
         task.finished.connect(lambda t=task: self._on_inference_finished(t))
@@ -573,7 +580,7 @@ class MainWindow(QMainWindow):
         ref, prediction = item
         if self.dataset is None:
             return
-        prediction = with_thresholds(prediction, image_threshold=self.image_threshold)
+        prediction = api.with_thresholds(prediction, image_threshold=self.image_threshold)
         self.predictions[ref.key] = prediction
         self.sample_list.set_scores(
             ref.key, prediction.score_rgb, prediction.score_3d, prediction.score_fused
@@ -646,7 +653,9 @@ class MainWindow(QMainWindow):
         if self.metrics_running:
             self.metrics_task.cancel()
         self.curves_panel.set_busy("Computing metrics…")
-        task = Task("metrics", lambda ctx, it=items: jobs.evaluate_predictions(it, ctx), self)
+        task = Task(
+            "metrics", lambda ctx, it=items: api.evaluate(it, ctx.progress, ctx.cancel), self
+        )
         task.done.connect(self._on_metrics)
         task.failed.connect(lambda message: self.curves_panel.set_message(f"Metrics: {message}"))
         self.metrics_task = task
@@ -681,14 +690,8 @@ class MainWindow(QMainWindow):
             self.pixel_threshold
         ):
             return prediction
-        area = pixel_area_mm2(self.current_sample.xyz, prediction.object_mask)
-        regions = find_regions(
-            prediction.fused_map,
-            prediction.rgb_map_aligned,
-            prediction.map_3d,
-            self.pixel_threshold,
-            area,
-        )
+        area = api.pixel_area_mm2(self.current_sample.xyz, prediction.object_mask)
+        regions = api.regions_at(prediction, self.pixel_threshold, area)
         changed = replace(prediction, regions=regions)
         self.predictions[prediction.sample_key] = changed
         return changed
@@ -745,7 +748,7 @@ class MainWindow(QMainWindow):
             self.cloud_panel.highlight_region(mask, fly=True)
             self.selection_changed.emit(region)
             return region
-        scores = local_scores(prediction, row, col)
+        scores = api.local_scores(prediction, row, col)
         xyz = sample.xyz[row, col]
         self.inspector.show_local(row, col, scores, tuple(xyz * 1000.0) if xyz.any() else None)
         for view in self.views_2d:
@@ -805,7 +808,7 @@ class MainWindow(QMainWindow):
             return
         self.image_threshold = float(value)
         for key, prediction in self.predictions.items():
-            self.predictions[key] = with_thresholds(
+            self.predictions[key] = api.with_thresholds(
                 prediction, image_threshold=self.image_threshold
             )
         if self.current_prediction is not None:
@@ -838,7 +841,7 @@ class MainWindow(QMainWindow):
         pixel, image = self.pixel_threshold, self.image_threshold
 
         def job(ctx: TaskContext) -> Path:
-            return jobs.export_results(items, folder, ctx, pixel, image)
+            return api.export_results(items, folder, pixel, image, ctx.progress, ctx.cancel)
 
         task = Task("export", job, self)
         task.done.connect(

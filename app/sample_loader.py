@@ -11,7 +11,7 @@ from collections import OrderedDict
 from PySide6.QtCore import QObject, Signal
 
 from mdss_app.workers import Task, TaskRegistry
-from mdss_core.io import Sample, SampleRef
+from mdss_core.api import Sample, SampleRef
 
 CACHE_SIZE = 8
 

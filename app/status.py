@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from mdss_app.workers import Task
-from mdss_core.progress import Progress
+from mdss_core.api import Progress
 
 STAGE_NAMES = {
     "predict": "Scoring",

@@ -18,9 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from mdss_core.errors import Cancelled
-from mdss_core.failures import describe, first_line
-from mdss_core.progress import Progress
+from mdss_core.api import Cancelled, Progress, describe, first_line
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ JobFunction = Callable[[TaskContext], Any]
 
 def failure_message(exc: Exception) -> str:
     """One line for a failed job: I/O, damaged files and memory as the CLI words them
-    (:func:`mdss_core.failures.describe`); anything else is a bug, logged with its traceback."""
+    (``describe``); anything else is a bug, logged with its traceback."""
     message = describe(exc)
     if message is None:
         log.error("background task failed:\n%s", traceback.format_exc())

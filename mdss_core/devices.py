@@ -50,7 +50,14 @@ def available_devices() -> list[tuple[str, str]]:
 # passes to be busy; on a CPU, passes whose activations fit in the cache run fastest.
 CPU_PATCHES_PER_PASS = 8  # 8 × 500 points: ~1.6× faster than 64 per pass (2 cores)
 CUDA_PATCHES_PER_PASS = 512
+CUDA_SAMPLES_PER_BATCH = 32
 MAX_PREPARING_WORKERS = 8
+
+
+def samples_per_batch(device: str) -> int:
+    """Samples scored together when many are: a batch beside a GPU, one at a time on a CPU
+    (where the networks already keep every core busy and batching does not pay)."""
+    return CUDA_SAMPLES_PER_BATCH if device.startswith("cuda") else 1
 
 
 def images_per_pass(device: str, count: int) -> int:

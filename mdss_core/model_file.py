@@ -29,7 +29,6 @@ from mdss_core.rgb.branch import RGBBranch
 
 FORMAT = "mdss-model"
 FORMAT_VERSION = 1
-MODEL_SUFFIX = ".mdss"
 
 
 @dataclass

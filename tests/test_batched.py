@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdss_core.batched import predict_batched
+from mdss_core.batched import predict_batched, score_batched
 from mdss_core.cli.main import main as cli
 from mdss_core.devices import preparing_workers
 from mdss_core.errors import Cancelled, DataError
@@ -74,6 +74,44 @@ def test_a_broken_sample_fails_in_its_turn_with_its_file_named(
     assert seen == [ref.key for ref in refs[:3]]
     assert Path(caught.value.path) == broken.xyz_path
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_scoring_reports_a_broken_sample_and_goes_on(
+    tiny_model, tiny_dataset, one_by_one, tmp_path, workers
+):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_dataset, copy)
+    refs = list(open_dataset(copy, split="test"))
+    broken = refs[3]
+    broken.xyz_path.write_bytes(b"not a tiff")
+    reports = []
+    scored = list(score_batched(tiny_model, refs, 2, workers, progress=reports.append))
+    assert [s.ref.key for s in scored] == [ref.key for ref in refs]
+    assert [s.error is None for s in scored] == [ref is not broken for ref in refs]
+    assert Path(scored[3].error.path) == broken.xyz_path and scored[3].prediction is None
+    good = [(s.ref, s.prediction) for s in scored if s.error is None]
+    assert_same_predictions(good, [r for r in refs if r is not broken], one_by_one)
+    assert [r.step for r in reports] == list(range(1, len(refs) + 1))
+
+
+def test_cli_predict_skips_a_broken_sample_and_scores_the_rest(
+    tiny_model, tiny_dataset, tmp_path, capsys
+):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_dataset, copy)
+    refs = list(open_dataset(copy, split="test"))
+    refs[2].xyz_path.write_bytes(b"not a tiff")
+    model = tiny_model.save(tmp_path / "m.mdss")
+    out = tmp_path / "out"
+    args = ["predict", str(model), str(copy), "--split", "test", "--out", str(out), "--no-png"]
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert f"mdss: skipped {refs[2].xyz_path}: " in err
+    (error,) = [line for line in err.splitlines() if line.startswith("mdss: error:")]
+    assert f"1 of {len(refs)} samples could not be scored" in error
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert [r["key"] for r in rows] == [r.key for r in refs if r is not refs[2]]
 
 
 def test_data_error_survives_crossing_processes():

@@ -1,4 +1,5 @@
-"""Rules of the code's structure, read from the source: no import cycle inside the engine.
+"""Rules of the code's structure, read from the source: no import cycle inside the engine, and
+the desktop inspector reaches the engine through its façade (``mdss_core.api``) only.
 
 Every import counts, the lazy ones inside functions too: a cycle that only shows at run time
 is still two modules that cannot be understood (or changed) one without the other.
@@ -87,3 +88,23 @@ def test_the_engine_has_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def engine_modules_named_in(path: Path) -> set[str]:
+    """The ``mdss_core`` modules a file imports (``from mdss_core import x`` names ``x``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "mdss_core":
+            found.update(f"mdss_core.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] == "mdss_core"}
+
+
+def test_the_app_imports_only_the_engine_facade() -> None:
+    used = {path.name: engine_modules_named_in(path) for path in (ROOT / "app").rglob("*.py")}
+    assert len(used) > 10 and any(used.values())  # really read the app
+    beyond = {name: sorted(mods - {"mdss_core.api"}) for name, mods in used.items()}
+    assert not any(beyond.values()), beyond

@@ -27,8 +27,7 @@ from mdss_app.panels.cloud_data import (
     set_scores,
 )
 from mdss_app.panels.image_view import panel_title
-from mdss_core.io import Sample
-from mdss_core.prediction import Prediction
+from mdss_core.api import Prediction, Sample
 
 log = logging.getLogger(__name__)
 

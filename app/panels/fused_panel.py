@@ -10,8 +10,7 @@ from PySide6.QtWidgets import QCheckBox, QWidget
 from mdss_app import style
 from mdss_app.panels.image_view import ImageView2D
 from mdss_app.panels.overlays import mask_outline
-from mdss_core.io import Sample
-from mdss_core.prediction import Prediction
+from mdss_core.api import Prediction, Sample
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:

@@ -6,8 +6,7 @@ import numpy as np
 from PySide6.QtWidgets import QWidget
 
 from mdss_app.panels.image_view import ImageView2D
-from mdss_core.io import Sample
-from mdss_core.prediction import Prediction
+from mdss_core.api import Prediction, Sample
 
 
 class ImagePanel(ImageView2D):

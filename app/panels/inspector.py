@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from mdss_app import style
-from mdss_core.prediction import Prediction, Region
+from mdss_core.api import Prediction, Region
 
 DRIVER_TEXT = {
     "colour": "colour (RGB branch)",

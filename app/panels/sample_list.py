@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from mdss_app import style
-from mdss_core.io import SampleRef
+from mdss_core.api import SampleRef
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2

@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 class CachedModel:
-    """The real tiny model, but ``predict_many`` replays predictions made once per session."""
+    """The real tiny model, but ``score_many`` replays predictions made once per session."""
 
     def __init__(self, model, predictions: dict) -> None:
         self._model = model
@@ -44,15 +44,19 @@ class CachedModel:
     def info(self) -> dict:
         return self._model.info()
 
-    def predict_many(self, refs, progress=None, cancel=None):
-        from mdss_core.progress import check_cancel, report
+    def score_many(self, refs, progress=None, cancel=None, batch_size=1, workers=0):
+        from mdss_core.api import DataError, Scored, check_cancel, report
 
         refs = list(refs)
         self.calls += 1
         for i, ref in enumerate(refs):
             check_cancel(cancel, "prediction")
-            ref.load()  # read the files like the real model (broken files raise DataError)
-            yield ref, copy.deepcopy(self._predictions[ref.key])
+            try:
+                ref.load()  # read the files like the real model (broken files are skipped)
+            except DataError as exc:
+                yield Scored(ref, error=exc)
+            else:
+                yield Scored(ref, copy.deepcopy(self._predictions[ref.key]))
             report(progress, "predict", i + 1, len(refs), ref.key)
 
 

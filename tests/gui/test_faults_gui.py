@@ -74,7 +74,7 @@ def test_a_failed_scoring_job_clears_scoring(qtbot, window, gui_dataset, fast_mo
 
     with qtbot.waitSignal(window.dataset_loaded, timeout=20000):
         window.open_folder(gui_dataset)
-    monkeypatch.setattr(fast_model, "predict_many", disk_error)
+    monkeypatch.setattr(fast_model, "score_many", disk_error)
     with qtbot.waitSignal(window.inference_finished, timeout=30000) as finished:
         window.set_model(fast_model, "model.mdss", "CPU")
     assert finished.args == ["failed"]

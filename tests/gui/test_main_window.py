@@ -278,11 +278,11 @@ def test_real_model_file_scores_the_folder_in_the_background(
 def test_demo_opens_its_data_and_model(
     qtbot, window, gui_dataset, gui_model_file, monkeypatch, fast_model
 ):
-    from mdss_app import engine
+    from mdss_core import api
 
-    monkeypatch.setattr(engine, "demo_dataset", lambda: gui_dataset)
-    monkeypatch.setattr(engine, "demo_model_path", lambda: gui_model_file)
-    monkeypatch.setattr(engine, "load_model", lambda path, device="auto": fast_model)
+    monkeypatch.setattr(api, "demo_dataset", lambda: gui_dataset)
+    monkeypatch.setattr(api, "demo_model_path", lambda: gui_model_file)
+    monkeypatch.setattr(api, "load_model", lambda path, device="auto": fast_model)
     with qtbot.waitSignal(window.inference_finished, timeout=30000):
         window.start_demo()
     assert window.dataset_is_demo and "(demo)" in window.windowTitle()
