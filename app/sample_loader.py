@@ -39,9 +39,6 @@ class SampleLoader(QObject):
         task.failed.connect(lambda message, g=generation, r=ref: self._on_failed(g, r, message))
         self._registry.start(task)
 
-    def get_cached(self, key: str) -> Sample | None:
-        return self._cache.get(key)
-
     def clear(self) -> None:
         self._cache.clear()
         self._latest += 1  # results still in flight belong to the previous folder

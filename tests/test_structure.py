@@ -1,5 +1,6 @@
-"""Rules of the code's structure, read from the source: no import cycle inside the engine, and
-the desktop inspector reaches the engine through its façade (``mdss_core.api``) only.
+"""Rules of the code's structure, read from the source: no import cycle inside the engine; the
+desktop inspector reaches the engine through its façade (``mdss_core.api``) only, keeps its
+state in a Qt-free session, and its main window is layout and wiring.
 
 Every import counts, the lazy ones inside functions too: a cycle that only shows at run time
 is still two modules that cannot be understood (or changed) one without the other.
@@ -8,6 +9,8 @@ is still two modules that cannot be understood (or changed) one without the othe
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +111,27 @@ def test_the_app_imports_only_the_engine_facade() -> None:
     assert len(used) > 10 and any(used.values())  # really read the app
     beyond = {name: sorted(mods - {"mdss_core.api"}) for name, mods in used.items()}
     assert not any(beyond.values()), beyond
+
+
+def test_app_functions_are_short_and_the_main_window_is_layout_and_wiring() -> None:
+    long = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert long == []
+    window = (ROOT / "app" / "main_window.py").read_text(encoding="utf-8")
+    assert len(window.splitlines()) <= 300
+
+
+def test_the_inspector_session_imports_no_qt() -> None:
+    code = (
+        "import sys, mdss_app.session\n"
+        "qt = {'PySide6', 'shiboken6', 'pyqtgraph'} & {m.split('.')[0] for m in sys.modules}\n"
+        "assert not qt, qt\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

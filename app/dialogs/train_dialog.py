@@ -140,7 +140,21 @@ class TrainDialog(QDialog):
         self._start_task = start_task or (lambda t: t.start())
         self._eta = EtaTracker()
         self._loss: dict[str, tuple[list[float], list[float]]] = {}
+        form = self._build_form(folder, output, teacher, devices)
+        self._build_progress()
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addSpacing(6)
+        layout.addWidget(self.stage_label)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.eta_label)
+        layout.addWidget(self.loss_plot, 1)
+        layout.addLayout(self._build_buttons())
+        self._folder_changed()
 
+    def _build_form(
+        self, folder: str, output: str, teacher: str, devices: list[tuple[str, str]] | None
+    ) -> QFormLayout:
         self.folder_edit = QLineEdit(folder)
         self.folder_edit.setPlaceholderText(
             "MVTec 3D-AD category (train/validation/test) or dataset root"
@@ -184,7 +198,9 @@ class TrainDialog(QDialog):
         form.addRow("Device", self.device_combo)
         form.addRow("Teacher", self.teacher_combo)
         form.addRow("Save model as", _row(self.output_edit, save_as))
+        return form
 
+    def _build_progress(self) -> None:
         self.stage_label = QLabel("Ready.")
         self.stage_label.setObjectName("stageLabel")
         self.progress_bar = QProgressBar()
@@ -204,6 +220,7 @@ class TrainDialog(QDialog):
             for stage, (name, colour) in LOSS_STAGES.items()
         }
 
+    def _build_buttons(self) -> QHBoxLayout:
         self.train_button = QPushButton("Train")
         self.train_button.setDefault(True)
         self.train_button.clicked.connect(self.start_training)
@@ -217,16 +234,7 @@ class TrainDialog(QDialog):
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addSpacing(6)
-        layout.addWidget(self.stage_label)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.eta_label)
-        layout.addWidget(self.loss_plot, 1)
-        layout.addLayout(buttons)
-        self._folder_changed()
+        return buttons
 
     # ----- options ----------------------------------------------------------------------------
     def set_devices(self, devices: list[tuple[str, str]]) -> None:

@@ -114,13 +114,13 @@ def window(qtbot, settings):
 
 def open_and_score(qtbot, win, folder: Path, model) -> None:
     """Open ``folder``, use ``model`` and wait until the window has scored every sample."""
-    with qtbot.waitSignal(win.dataset_loaded, timeout=20000):
-        win.open_folder(folder)
-    with qtbot.waitSignal(win.inference_finished, timeout=60000) as blocker:
-        win.set_model(model, "model.mdss", "CPU")
+    with qtbot.waitSignal(win.commands.dataset_loaded, timeout=20000):
+        win.commands.open_folder(folder)
+    with qtbot.waitSignal(win.commands.inference_finished, timeout=60000) as blocker:
+        win.commands.use_model(model, "model.mdss", "CPU")
     assert blocker.args == ["done"]
-    qtbot.waitUntil(lambda: win.current_prediction is not None, timeout=10000)
-    qtbot.waitUntil(lambda: not win.metrics_running, timeout=30000)
+    qtbot.waitUntil(lambda: win.session.view.prediction is not None, timeout=10000)
+    qtbot.waitUntil(lambda: not win.commands.metrics_running, timeout=30000)
 
 
 @pytest.fixture
