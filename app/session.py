@@ -53,7 +53,7 @@ class SessionEvents:
         self.model = Event()  # (model)
         self.scores_cleared = Event()  # ()
         self.scored = Event()  # (SampleRef, Prediction)
-        self.thresholds = Event()  # (Thresholds)
+        self.thresholds = Event()  # (Thresholds, the previous Thresholds)
         self.selected = Event()  # (SampleRef | None): the sample to load and show
         self.view = Event()  # (View): another sample or prediction is shown
         self.regions = Event()  # (View): the shown prediction's regions at the pixel threshold
@@ -80,6 +80,11 @@ class View:
     @property
     def key(self) -> str | None:
         return None if self.ref is None else self.ref.key
+
+    @property
+    def loading(self) -> bool:
+        """A sample is chosen and its pixels are on their way (views keep the previous one)."""
+        return self.ref is not None and self.sample is None
 
 
 @dataclass(frozen=True)
@@ -215,10 +220,9 @@ class InspectorSession:
         self.set_image_threshold(self.thresholds.model_image)
 
     def _set_thresholds(self, thresholds: Thresholds) -> None:
-        pixel_changed = thresholds.pixel != self.thresholds.pixel
-        self.thresholds = thresholds
-        self.events.thresholds.emit(thresholds)
-        if pixel_changed and self.view.prediction is not None:
+        previous, self.thresholds = self.thresholds, thresholds
+        self.events.thresholds.emit(thresholds, previous)
+        if thresholds.pixel != previous.pixel and self.view.prediction is not None:
             self._request_regions()
 
     # ----- the shown sample ----------------------------------------------------------------

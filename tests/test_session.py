@@ -119,7 +119,7 @@ def test_regions_match_a_direct_computation(shown) -> None:
 def test_image_threshold_is_the_one_decision_rule(shown) -> None:
     session, _, _ = shown
     decided = []
-    session.events.thresholds.connect(lambda t: decided.append(t.image))
+    session.events.thresholds.connect(lambda new, _old: decided.append(new.image))
     p = session.view.prediction
     assert session.is_flagged(p)  # 0.9 ≥ 0.5
     session.set_image_threshold(0.95)

@@ -254,8 +254,8 @@ class CloudPanel(QWidget):
         session.events.selection.connect(self.show_selection)
 
     def show_view(self, view: View) -> None:
-        if view.ref is not None and view.sample is None:
-            return  # the pixels are on their way: keep the previous cloud until then
+        if view.loading:
+            return
         self.show_sample(view.sample, view.prediction)
 
     def show_selection(self, selection: Selection | None) -> None:

@@ -55,8 +55,8 @@ class FusedPanel(ImageView2D):
         session.events.selection.connect(self.show_selection)
 
     def show_view(self, view: View) -> None:
-        if view.ref is not None and view.sample is None:
-            return  # the pixels are on their way: keep the previous picture until then
+        if view.loading:
+            return
         sample, prediction = view.sample, view.prediction
         if sample is None:
             self.set_image(None)

@@ -22,8 +22,8 @@ class ImagePanel(ImageView2D):
         session.events.selection.connect(self.show_selection)
 
     def show_view(self, view: View) -> None:
-        if view.ref is not None and view.sample is None:
-            return  # the pixels are on their way: keep the previous picture until then
+        if view.loading:
+            return
         self.set_image(None if view.sample is None else view.sample.rgb)
         prediction = view.prediction
         self.set_overlay(None if prediction is None else prediction.rgb_map_aligned)

@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from mdss_app import style
-from mdss_app.session import InspectorSession, Selection, View
+from mdss_app.session import InspectorSession, Selection, Thresholds, View
 from mdss_core.api import Prediction, Region, RegionSet
 
 DRIVER_TEXT = {
@@ -83,8 +83,11 @@ class _Section(QFrame):
         return heads
 
     def set(self, key: str, text: str, colour: str | None = None) -> None:
-        self.values[key].setText(text)
-        self.values[key].setStyleSheet(f"color: {colour};" if colour else "")
+        label = self.values[key]
+        label.setText(text)
+        sheet = f"color: {colour};" if colour else ""
+        if label.styleSheet() != sheet:  # restyling is far dearer than comparing
+            label.setStyleSheet(sheet)
 
 
 class InspectorPanel(QWidget):
@@ -129,13 +132,17 @@ class InspectorPanel(QWidget):
         events = session.events
         for event in (events.view, events.regions):
             event.connect(lambda view: self.show_view(view, session.thresholds.image))
-        events.thresholds.connect(lambda t: self.show_view(session.view, t.image))
+        events.thresholds.connect(lambda new, old: self._on_thresholds(session.view, new, old))
         events.selection.connect(self.show_selection)
 
     # ----- sample -----------------------------------------------------------------------------
     def clear_sample(self) -> None:
         for key in self.sample.values:
             self.sample.set(key, "—")
+
+    def _on_thresholds(self, view: View, new: Thresholds, old: Thresholds) -> None:
+        if new.image != old.image:  # the decision; the pixel threshold comes with the regions
+            self.show_view(view, new.image)
 
     def show_view(self, view: View, image_threshold: float) -> None:
         if view.ref is None:

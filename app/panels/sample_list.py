@@ -15,6 +15,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
 )
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from mdss_app import style
-from mdss_app.session import InspectorSession
+from mdss_app.session import InspectorSession, Thresholds
 from mdss_core.api import DatasetIndex, Prediction, SampleRef
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -67,8 +68,22 @@ class SampleTableModel(QAbstractTableModel):
         elif key is None:
             self._all_changed(COL_RGB)
 
-    def decisions_changed(self) -> None:
-        self._all_changed(COL_FUSED)
+    def decisions_changed(self, old: float, new: float) -> None:
+        """The image threshold moved from ``old`` to ``new``: repaint the samples it crossed.
+
+        One cell at a time: a view repaints all it shows for any change to a range of cells,
+        and a threshold drag moves past only a few scores per step.
+        """
+        if math.isnan(old) or math.isnan(new):
+            self._all_changed(COL_FUSED)
+            return
+        low, high = min(old, new), max(old, new)
+        predictions = self.session.predictions
+        for row, ref in enumerate(self.refs):
+            prediction = predictions.get(ref.key)
+            if prediction is not None and low <= prediction.score_fused < high:
+                for col in (COL_FUSED, COL_DECISION):
+                    self.dataChanged.emit(self.index(row, col), self.index(row, col))
 
     def _all_changed(self, first_col: int) -> None:
         if self.refs:
@@ -220,6 +235,10 @@ class SampleListPanel(QWidget):
         self.count_label = QLabel("")
         self.count_label.setObjectName("muted")
         self.view = self._build_view()
+        self._fit_columns = QTimer(self)  # scores arrive in bursts: fit the columns once after
+        self._fit_columns.setSingleShot(True)
+        self._fit_columns.setInterval(200)
+        self._fit_columns.timeout.connect(self.view.resizeColumnsToContents)
         for signal in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset):
             signal.connect(self._update_count)
         self.proxy.layoutChanged.connect(self._update_count)
@@ -249,7 +268,9 @@ class SampleListPanel(QWidget):
         view.verticalHeader().setVisible(False)
         view.verticalHeader().setDefaultSectionSize(22)
         header = view.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Fitted to the contents when they change (below), not on every repaint: a header that
+        # resizes to contents reads every row at each update, and a threshold change updates all.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
         view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep folder order at first
@@ -263,12 +284,16 @@ class SampleListPanel(QWidget):
         events.dataset.connect(self._on_dataset)
         events.scores_cleared.connect(self._on_scores_cleared)
         events.scored.connect(self._on_scored)
-        events.thresholds.connect(lambda _t: self.model.decisions_changed())
+        events.thresholds.connect(self._on_thresholds)
 
     def _on_dataset(self, dataset: DatasetIndex) -> None:
         default_split = "test" if any(r.split == "test" for r in dataset.refs) else None
         self.set_refs(list(dataset.refs), default_split)
         self.step(0)
+
+    def _on_thresholds(self, new: Thresholds, old: Thresholds) -> None:
+        if new.image != old.image:
+            self.model.decisions_changed(old.image, new.image)
 
     def _on_scores_cleared(self) -> None:
         self.model.scores_changed()
@@ -277,6 +302,7 @@ class SampleListPanel(QWidget):
     def _on_scored(self, ref: SampleRef, _prediction: object) -> None:
         self.model.scores_changed(ref.key)
         self._update_count()
+        self._fit_columns.start()
 
     # ----- content ----------------------------------------------------------------------------
     def set_refs(self, refs: list[SampleRef], split: str | None = None) -> None:
@@ -293,6 +319,7 @@ class SampleListPanel(QWidget):
         self.split_combo.blockSignals(False)
         self.proxy.set_split(self.split_combo.currentData() or ALL_SPLITS)
         self._update_count()
+        self.view.resizeColumnsToContents()
 
     def _update_count(self, *_) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()

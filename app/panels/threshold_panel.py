@@ -118,7 +118,7 @@ class ThresholdPanel(QWidget):
     def bind(self, session: InspectorSession) -> None:
         """Show ``session``'s thresholds and scores; user changes go to it."""
         self._session = session
-        session.events.thresholds.connect(self.show_thresholds)
+        session.events.thresholds.connect(lambda new, _old: self.show_thresholds(new))
         session.events.model.connect(lambda _model: self.set_enabled_controls(True))
         session.events.scored.connect(lambda _ref, _prediction: self._redraw_timer.start())
         session.events.scores_cleared.connect(self._draw_histogram)
