@@ -32,6 +32,14 @@ def one_by_one(tiny_model, test_refs) -> dict:
     return {ref.key: tiny_model.predict(ref.load()) for ref in test_refs}
 
 
+def broken_copy(dataset: Path, folder: Path, index: int) -> tuple[list, object]:
+    """A copy of the test split whose ``index``-th point cloud is not a TIFF."""
+    shutil.copytree(dataset, folder)
+    refs = list(open_dataset(folder, split="test"))
+    refs[index].xyz_path.write_bytes(b"not a tiff")
+    return refs, refs[index]
+
+
 def assert_same_predictions(pairs, refs, expected: dict) -> None:
     assert [ref.key for ref, _ in pairs] == [ref.key for ref in refs]
     for ref, prediction in pairs:
@@ -61,11 +69,7 @@ def test_worker_processes_equal_one_by_one_prediction(tiny_model, test_refs, one
 def test_a_broken_sample_fails_in_its_turn_with_its_file_named(
     tiny_model, tiny_dataset, test_refs, tmp_path, workers
 ):
-    copy = tmp_path / "data"
-    shutil.copytree(tiny_dataset, copy)
-    refs = list(open_dataset(copy, split="test"))
-    broken = refs[3]
-    broken.xyz_path.write_bytes(b"not a tiff")
+    refs, broken = broken_copy(tiny_dataset, tmp_path / "data", 3)
     seen = []
     with pytest.raises(DataError) as caught:
         for ref, _ in predict_batched(tiny_model, refs, batch_size=2, workers=workers):
@@ -80,11 +84,7 @@ def test_a_broken_sample_fails_in_its_turn_with_its_file_named(
 def test_scoring_reports_a_broken_sample_and_goes_on(
     tiny_model, tiny_dataset, one_by_one, tmp_path, workers
 ):
-    copy = tmp_path / "data"
-    shutil.copytree(tiny_dataset, copy)
-    refs = list(open_dataset(copy, split="test"))
-    broken = refs[3]
-    broken.xyz_path.write_bytes(b"not a tiff")
+    refs, broken = broken_copy(tiny_dataset, tmp_path / "data", 3)
     reports = []
     scored = list(score_batched(tiny_model, refs, 2, workers, progress=reports.append))
     assert [s.ref.key for s in scored] == [ref.key for ref in refs]
@@ -98,20 +98,18 @@ def test_scoring_reports_a_broken_sample_and_goes_on(
 def test_cli_predict_skips_a_broken_sample_and_scores_the_rest(
     tiny_model, tiny_dataset, tmp_path, capsys
 ):
-    copy = tmp_path / "data"
-    shutil.copytree(tiny_dataset, copy)
-    refs = list(open_dataset(copy, split="test"))
-    refs[2].xyz_path.write_bytes(b"not a tiff")
+    refs, broken = broken_copy(tiny_dataset, tmp_path / "data", 2)
     model = tiny_model.save(tmp_path / "m.mdss")
     out = tmp_path / "out"
-    args = ["predict", str(model), str(copy), "--split", "test", "--out", str(out), "--no-png"]
+    data = str(tmp_path / "data")
+    args = ["predict", str(model), data, "--split", "test", "--out", str(out), "--no-png"]
     assert cli(args) == 2
     err = capsys.readouterr().err
-    assert f"mdss: skipped {refs[2].xyz_path}: " in err
+    assert f"mdss: skipped {broken.xyz_path}: " in err
     (error,) = [line for line in err.splitlines() if line.startswith("mdss: error:")]
     assert f"1 of {len(refs)} samples could not be scored" in error
     rows = list(csv.DictReader((out / "scores.csv").open()))
-    assert [r["key"] for r in rows] == [r.key for r in refs if r is not refs[2]]
+    assert [r["key"] for r in rows] == [r.key for r in refs if r is not broken]
 
 
 def test_data_error_survives_crossing_processes():

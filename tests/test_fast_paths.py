@@ -8,26 +8,16 @@ import pytest
 import torch
 
 from mdss_core import fast_paths
-from mdss_core.geometry import SDFConfig, build_sdf_net, point_scores
+from mdss_core.geometry import build_sdf_net, point_scores
 from mdss_core.preprocess.patches import make_patches
 from mdss_core.rgb.branch import RGBBranch
 from mdss_core.rgb.maps import upsample_map
 from mdss_core.rgb.pdn import PDN, init_pdn_, normalize_images
+from tests.test_geometry import tiny_config
 
 
 def small_sdf_net():
-    config = SDFConfig(
-        points_per_patch=64,
-        coverage=3.0,
-        encoder_channels=(8, 16, 32),
-        encoder_head=16,
-        latent=8,
-        hidden=16,
-        decoder_layers=2,
-        queries_per_patch=32,
-        sigma_neighbor=8,
-    )
-    return build_sdf_net(config).eval()
+    return build_sdf_net(tiny_config()).eval()
 
 
 def cloud_and_patches() -> tuple[np.ndarray, np.ndarray]:
