@@ -34,7 +34,7 @@ def assemble(
     object_mask = prepared.object_mask_full
     point_map = cv2.resize(maps.point_grid, (w, h), interpolation=cv2.INTER_NEAREST)
     point_map = np.where(object_mask, point_map, 0.0).astype(np.float32)
-    area = pixel_area_mm2(sample.xyz, object_mask)
+    area = lambda: pixel_area_mm2(sample.xyz, object_mask)  # noqa: E731
     regions = find_regions(fused, aligned, map_3d, calibration.pixel_threshold, area)
     fusion_ms = 1e3 * (time.perf_counter() - start)
     return Prediction(

@@ -6,6 +6,7 @@ off the UI thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import cv2
@@ -22,12 +23,14 @@ def find_regions(
     rgb_aligned: np.ndarray,
     map_3d: np.ndarray,
     threshold: float,
-    area_mm2: np.ndarray | None = None,
+    area_mm2: np.ndarray | Callable[[], np.ndarray] | None = None,
     min_area: int = 1,
 ) -> RegionSet:
     """8-connected regions of ``fused >= threshold``, each described by its scores.
 
-    ``area_mm2``: each pixel's metric footprint (:func:`pixel_area_mm2`), for region areas in mm².
+    ``area_mm2``: each pixel's metric footprint (:func:`pixel_area_mm2`) for region areas in
+    mm², or a function that computes it, called only when there is a region (most maps of
+    normal parts have none).
     """
     binary = (fused >= threshold).astype(np.uint8)
     count, labels, boxes, centroids = cv2.connectedComponentsWithStats(
@@ -43,7 +46,8 @@ def find_regions(
         peaks[name], means[name] = _reduce(arr.ravel()[on], ids, count)
     mm2 = None
     if area_mm2 is not None:
-        mm2 = np.bincount(ids, weights=area_mm2.ravel()[on], minlength=count)
+        area = area_mm2() if callable(area_mm2) else area_mm2
+        mm2 = np.bincount(ids, weights=area.ravel()[on], minlength=count)
     regions = []
     for label in range(1, count):
         x, y, w, h, area = (int(v) for v in boxes[label])

@@ -1,6 +1,6 @@
 """Do the CPU fast paths pay? Each branch of the demo model, fast paths on and off in alternation.
 
-    python tests/bench/fast_paths.py [--pairs 20]
+    python tests/bench/fast_paths.py [--pairs 20] [--threads N]
 
 Prints the median milliseconds per sample of each branch with the switch on and off, and the
 median of the paired differences (alternation puts both sides under the same machine load).
@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
+import torch
 
 from mdss_core import fast_paths
 from mdss_core.demo import demo_model_path, ensure_demo_dataset
@@ -28,7 +30,10 @@ def timed(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = MDSSModel.load(demo_model_path(), device="cpu")
     ref = open_dataset(ensure_demo_dataset(), split="test")[0]
     prepared = prepare(ref.load(), model.config.preprocess)
@@ -38,7 +43,8 @@ def main() -> None:
         "RGB branch": lambda: net.rgb_maps([prepared]),
         "3D branch": lambda: net.point_grids([prepared], [patches]),
     }
-    print(f"demo model, sample {ref.key}, {args.pairs} alternated pairs")
+    threads = torch.get_num_threads()
+    print(f"demo model, sample {ref.key}, {args.pairs} alternated pairs, {threads} threads")
     for name, run in branches.items():
         run()  # packs the weights (the first call after loading a model does)
         with fast_paths.switched(False):
