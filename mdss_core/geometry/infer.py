@@ -30,10 +30,9 @@ def point_scores(
     ``batch_size`` patches go through the network at once (default:
     :func:`mdss_core.devices.patches_per_pass`).
 
-    Float32 on every device, CUDA included (no autocast): the scores are small distances
-    (median ~4e-3 of the patch extent), and under CPU-emulated autocast (demo model, 6 samples)
-    the median per-point change was 17–21 % of the median score in bfloat16 and ~3 % in
-    float16. The branch is a fifth of a prediction's FLOPs.
+    Float32 on every device, CUDA included (no autocast): the scores are small distances that
+    half precision visibly changes (``docs/experiments.md``, GPU), and the branch is a fifth of
+    a prediction's FLOPs.
     """
     points = np.asarray(points, dtype=np.float32)
     patches = np.asarray(patches)

@@ -156,11 +156,9 @@ def inference_amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """Autocast dtype of inference with ``amp``: float16 on CUDA, else None (float32).
 
     float16 rather than bfloat16, which training prefers for its range: inference needs
-    precision, and the map is a difference of two similar feature stacks. Emulated with CPU
-    autocast (demo model, 6 test samples), the median change of a map value was ~0.05 % of the
-    map's median in float16 and 0.5–0.9 % in bfloat16. The largest PDN activation seen (4
-    models, 10 samples) was ~25, far below float16's 65504, and should one overflow,
-    :meth:`RGBBranch.anomaly_maps` falls back to float32.
+    precision, and the map is a difference of two similar feature stacks (measured in
+    ``docs/experiments.md``, GPU). PDN activations stay far below float16's range, and should
+    one overflow, :meth:`RGBBranch.anomaly_maps` falls back to float32.
     """
     if not amp or device.type != "cuda":
         return None
