@@ -69,11 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
 
     if args.model:
-        window.open_model(args.model)
+        window.commands.open_model(args.model)
     if args.path and not args.demo:
-        window.open_folder(args.path)
+        window.commands.open_folder(args.path)
     else:
-        window.start_demo()
+        window.commands.start_demo()
 
     if screenshot:
         from mdss_app.screenshot import ScreenshotDirector

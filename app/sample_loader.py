@@ -11,7 +11,7 @@ from collections import OrderedDict
 from PySide6.QtCore import QObject, Signal
 
 from mdss_app.workers import Task, TaskRegistry
-from mdss_core.io import Sample, SampleRef
+from mdss_core.api import Sample, SampleRef
 
 CACHE_SIZE = 8
 
@@ -38,9 +38,6 @@ class SampleLoader(QObject):
         task.done.connect(lambda sample, g=generation: self._on_done(g, sample))
         task.failed.connect(lambda message, g=generation, r=ref: self._on_failed(g, r, message))
         self._registry.start(task)
-
-    def get_cached(self, key: str) -> Sample | None:
-        return self._cache.get(key)
 
     def clear(self) -> None:
         self._cache.clear()

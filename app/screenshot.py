@@ -57,7 +57,6 @@ class ScreenshotDirector(QObject):
         self.window = window
         self.path = Path(path)
         self.deadline = time.monotonic() + timeout_s
-        self.exit_code = 1
         self.state = "wait-scores"
         self._settle_until = 0.0
         self._next_report = time.monotonic() + REPORT_EVERY_S
@@ -78,7 +77,6 @@ class ScreenshotDirector(QObject):
 
     def _finish(self, code: int, message: str = "") -> None:
         self._timer.stop()
-        self.exit_code = code
         if message:
             print(f"mdss-gui: {message}", file=sys.stderr)
         QApplication.instance().exit(code)
@@ -95,17 +93,17 @@ class ScreenshotDirector(QObject):
         if self.error:
             self._save_and_quit(1, f"stopped: {self.error}")
             return
+        session, commands = w.session, w.commands
         if self.state == "wait-scores":
-            busy = w.inference_running or w.metrics_running or w.model is None or not w.predictions
-            if busy:
+            busy = commands.inference_running or commands.metrics_running
+            if busy or session.model is None or not session.predictions:
                 return
-            key = w.top_sample()
             w.sample_list.sort_by(COL_FUSED, descending=True)
-            w.sample_list.select_key(key)
+            w.sample_list.select_key(session.top_sample())
             self.state = "wait-sample"
         elif self.state == "wait-sample":
-            key = w.top_sample()
-            if w.current_prediction is None or w.current_prediction.sample_key != key:
+            view = session.view
+            if view.regions is None or view.key != session.top_sample():
                 return
             self._inspect_strongest_region()
             self._settle_until = time.monotonic() + 1.0
@@ -115,15 +113,15 @@ class ScreenshotDirector(QObject):
 
     def _inspect_strongest_region(self) -> None:
         w = self.window
-        prediction = w.current_prediction
-        values = prediction.fused_map
-        if prediction.regions:
-            region = max(prediction.regions, key=lambda r: r.max_fused)
-            values = values * (prediction.region_labels == region.label)
+        view = w.session.view
+        values = view.prediction.fused_map
+        if view.regions:
+            region = max(view.regions, key=lambda r: r.max_fused)
+            values = values * view.regions.mask(region)
         # No region above the threshold: inspect the strongest pixel instead (local scores).
         row, col = divmod(int(values.argmax()), values.shape[1])
         w.inspect_pixel(row, col)
-        w._on_hover(row, col)  # crosshair on the defect in every panel
+        w.hover(row, col)  # crosshair on the defect in every panel
 
     def _save_and_quit(self, code: int, message: str = "") -> None:
         try:

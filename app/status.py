@@ -1,11 +1,11 @@
-"""Status bar pieces: device / model / timing labels and a progress area for background tasks."""
+"""Status bar pieces: device / model / timing / pixel labels and a progress area for tasks."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from mdss_app.workers import Task
-from mdss_core.progress import Progress
+from mdss_core.api import Progress
 
 STAGE_NAMES = {
     "predict": "Scoring",
@@ -85,3 +85,36 @@ class TaskStatus(QWidget):
             self.current.cancel()
             self.cancel_button.setEnabled(False)
             self.label.setText(f"{self.current.status_title}: cancelling…")  # type: ignore[attr-defined]
+
+
+class StatusFields:
+    """The status bar's fields: the hovered pixel, then task progress, device, model, timing."""
+
+    def __init__(self, bar: QStatusBar) -> None:
+        self.task_status = TaskStatus()
+        self.pixel_label = QLabel("")
+        self.pixel_label.setObjectName("muted")
+        self.device_label = QLabel("Device: —")
+        self.model_label = QLabel("Model: none")
+        self.time_label = QLabel("Inference: —")
+        bar.addWidget(self.pixel_label, 1)
+        bar.addPermanentWidget(self.task_status)
+        for label in (self.device_label, self.model_label, self.time_label):
+            label.setObjectName("statusField")
+            bar.addPermanentWidget(label)
+
+    def show_model(self, name: str, path: str, device_text: str) -> None:
+        self.device_label.setText(f"Device: {device_text}")
+        self.model_label.setText(f"Model: {name}")
+        self.model_label.setToolTip(path)
+
+    def show_probed_device(self, devices: list[tuple[str, str]]) -> None:
+        """Before a model says where it runs: what "auto" resolves to here."""
+        label = devices[0][1] if devices else ""
+        if label.startswith("Auto (") and label.endswith(")"):
+            self.device_label.setText(f"Device: {label[len('Auto (') : -1]}")
+
+    def show_time(self, timings_ms: dict[str, float]) -> None:
+        total = timings_ms.get("total")
+        if total is not None:
+            self.time_label.setText(f"Inference: {total:.0f} ms")

@@ -13,14 +13,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from mdss_core.errors import Cancelled
-from mdss_core.failures import describe, first_line
-from mdss_core.progress import Progress
+from mdss_core.api import Cancelled, Progress, describe, first_line
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ JobFunction = Callable[[TaskContext], Any]
 
 def failure_message(exc: Exception) -> str:
     """One line for a failed job: I/O, damaged files and memory as the CLI words them
-    (:func:`mdss_core.failures.describe`); anything else is a bug, logged with its traceback."""
+    (``describe``); anything else is a bug, logged with its traceback."""
     message = describe(exc)
     if message is None:
         log.error("background task failed:\n%s", traceback.format_exc())
@@ -121,10 +120,6 @@ class Task(QObject):
     @property
     def running(self) -> bool:
         return self._thread is not None and not self.outcome
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
 
     def start(self) -> Task:
         thread = QThread()
@@ -206,3 +201,35 @@ class TaskRegistry(QObject):
             task.cancel()
         for task in self._tasks:
             task.wait(ms)
+
+
+class BackgroundRunner(QObject):
+    """Short jobs on one background thread, each result handed to its callback on the UI thread.
+
+    ``run(job, done)`` is the session's runner: connected-component passes for a new threshold
+    must not block the UI, but start too often for a thread each. A job that raises is reported
+    through ``failed`` with a one-line message.
+    """
+
+    failed = Signal(str)
+    _finished = Signal(object, object)  # the job's Future, its callback
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdss-background")
+        self._finished.connect(self._deliver)  # queued: emitted on the pool's thread
+
+    def run(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        self._pool.submit(job).add_done_callback(lambda future: self._finished.emit(future, done))
+
+    @Slot(object, object)
+    def _deliver(self, future: Future, done: Callable[[Any], None]) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:  # the UI thread must go on: say what failed, once
+            self.failed.emit(failure_message(exc))
+            return
+        done(result)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

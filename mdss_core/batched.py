@@ -11,71 +11,63 @@ model runs each branch once per batch of ``batch_size`` samples. Predictions equ
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from mdss_core.errors import DataError
 from mdss_core.io.sample import SampleRef
-from mdss_core.prediction import Prediction
-from mdss_core.preprocess.ready import load_ready
+from mdss_core.prediction import Prediction, Scored
+from mdss_core.preprocess.ready import Preparation, ReadySample, load_ready
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
-
-if TYPE_CHECKING:
-    from mdss_core.model import MDSSModel
 
 # Samples prepared ahead of the batch being scored, in batches: enough to keep workers busy
 # while the model runs, bounded so that a long list of samples does not fill the memory.
 _BATCHES_AHEAD = 2
 
 
-def auto_workers(device: str) -> int:
-    """Preparing processes worth starting: up to 8 beside a GPU, none on CPU.
+class ReadyPredictor(Protocol):
+    """What scoring many samples needs of a model (:class:`mdss_core.model.MDSSModel`)."""
 
-    On CPU the networks already keep every core busy: on 2 cores, 2 workers brought 12 samples
-    (batches of 4) down from 1.86 to 1.55 samples/s, worker start-up included.
-    """
-    if not device.startswith("cuda"):
-        return 0
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    @property
+    def preparation(self) -> Preparation: ...
+
+    def predict_ready(self, batch: Sequence[ReadySample]) -> list[Prediction]: ...
 
 
-def predict_batched(
-    model: MDSSModel,
+def score_batched(
+    model: ReadyPredictor,
     refs: Iterable[SampleRef],
     batch_size: int = 8,
     workers: int = 0,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> Iterator[tuple[SampleRef, Prediction]]:
-    """Yield ``(ref, prediction)`` in the order of ``refs``.
+) -> Iterator[Scored]:
+    """Yield one :class:`Scored` per ref, in the order of ``refs``.
 
-    ``workers = 0`` prepares in this thread. A sample that cannot be read or preprocessed
-    raises its ``DataError`` when its turn comes, after the samples before it were yielded.
-    Cancelling stops between samples and drops the work queued in the workers. Workers are
-    spawned processes, which import the calling script again: a script that calls this with
-    ``workers > 0`` needs the usual ``if __name__ == "__main__":`` guard.
+    A sample that cannot be read or preprocessed (``DataError``) is yielded with its error in
+    its turn, and the run goes on; any other failure stops it, after the samples before it.
+    ``workers = 0`` prepares in this thread. Cancelling stops between samples and drops the
+    work queued in the workers. Workers are spawned processes, which import the calling script
+    again: a script that calls this with ``workers > 0`` needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if workers < 0:
         raise ValueError(f"workers must not be negative, got {workers}")
     refs = list(refs)
-    job = (model.config.preprocess, model.patch_settings)
+    preparation = model.preparation
     ahead = batch_size * (_BATCHES_AHEAD if workers else 1)
     done = 0
     with _executor(workers) as submit:
         pending: deque[Future] = deque()
-
-        def fill() -> None:
+        while done < len(refs):
             while len(pending) < ahead and done + len(pending) < len(refs):
                 check_cancel(cancel, "prediction")
-                pending.append(submit(load_ready, refs[done + len(pending)], *job))
-
-        while done < len(refs):
-            fill()
+                pending.append(submit(load_ready, refs[done + len(pending)], preparation))
             batch, failure = [], None
             while pending and len(batch) < batch_size:
                 check_cancel(cancel, "prediction")
@@ -85,13 +77,31 @@ def predict_batched(
                     failure = exc
                     break
             check_cancel(cancel, "prediction")
-            for prediction in model.predict_ready(batch):
-                ref = refs[done]
+            outcomes = [Scored(refs[done + i], p) for i, p in enumerate(model.predict_ready(batch))]
+            if isinstance(failure, DataError):
+                outcomes.append(Scored(refs[done + len(batch)], error=failure))
+            for scored in outcomes:
                 done += 1
-                yield ref, prediction
-                report(progress, "predict", done, len(refs), ref.key)
-            if failure is not None:
+                yield scored
+                report(progress, "predict", done, len(refs), scored.ref.key)
+            if failure is not None and not isinstance(failure, DataError):
                 raise failure
+
+
+def predict_batched(
+    model: ReadyPredictor,
+    refs: Iterable[SampleRef],
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[tuple[SampleRef, Prediction]]:
+    """:func:`score_batched` that stops at the first sample that cannot be read: its
+    ``DataError`` is raised in its turn, after the samples before it were yielded."""
+    for scored in score_batched(model, refs, batch_size, workers, progress, cancel):
+        if scored.error is not None:
+            raise scored.error
+        yield scored.ref, scored.prediction
 
 
 Submit = Callable[..., Future]
@@ -121,4 +131,4 @@ def _run_now(fn: Callable[..., Any], *args: Any) -> Future:
     return future
 
 
-__all__ = ["auto_workers", "predict_batched"]
+__all__ = ["ReadyPredictor", "predict_batched", "score_batched"]

@@ -1,14 +1,11 @@
-"""Which torch device to run on (``auto`` picks CUDA when present, else the CPU), and the two
-checks the packed CPU inference paths share: oneDNN op availability and weight identity."""
+"""Which torch device to run on (``auto`` picks CUDA when present, else the CPU), and how much
+work one pass on it takes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
 
 from mdss_core.errors import MDSSError
-
-if TYPE_CHECKING:
-    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -49,23 +46,35 @@ def available_devices() -> list[tuple[str, str]]:
     return choices
 
 
-def onednn_ops_available(*names: str) -> bool:
-    """Whether this torch build has oneDNN and every ``torch.ops.mkldnn`` op in ``names``.
-
-    The packed CPU inference paths (``rgb.packed``, ``geometry.packed``) use such ops, the ones
-    torch's own CPU compiler emits; builds without them run the plain modules.
-    """
-    import torch
-
-    mkldnn = torch.ops.mkldnn
-    return torch.backends.mkldnn.is_available() and all(hasattr(mkldnn, n) for n in names)
+# Batch rules: the only place where CPU and GPU differ in how work is cut up. A GPU needs large
+# passes to be busy; on a CPU, passes whose activations fit in the cache run fastest.
+CPU_PATCHES_PER_PASS = 8  # 8 × 500 points: ~1.6× faster than 64 per pass (2 cores)
+CUDA_PATCHES_PER_PASS = 512
+CUDA_SAMPLES_PER_BATCH = 32
+MAX_PREPARING_WORKERS = 8
 
 
-def weights_key(module: torch.nn.Module) -> tuple[tuple[int, int], ...]:
-    """Identity of a module's current weights: storage address and in-place version counter.
+def samples_per_batch(device: str) -> int:
+    """Samples scored together when many are: a batch beside a GPU, one at a time on a CPU
+    (where the networks already keep every core busy and batching does not pay)."""
+    return CUDA_SAMPLES_PER_BATCH if device.startswith("cuda") else 1
 
-    Any in-place change (optimizer step, ``load_state_dict``) bumps a tensor's version, and
-    moving or replacing a tensor changes its address, so a packed copy built for one key is
-    stale exactly when the key differs.
-    """
-    return tuple((p.data_ptr(), p._version) for p in module.parameters())
+
+def images_per_pass(device: str, count: int) -> int:
+    """Images per RGB network pass: the whole batch on a GPU, one at a time on a CPU
+    (8 images per pass cost ~6 % more per image on CPU: the activations outgrow the cache)."""
+    return max(1, count) if device.startswith("cuda") else 1
+
+
+def patches_per_pass(device: str) -> int:
+    """Patches per SDF network pass."""
+    return CUDA_PATCHES_PER_PASS if device.startswith("cuda") else CPU_PATCHES_PER_PASS
+
+
+def preparing_workers(device: str) -> int:
+    """Processes that read and prepare samples ahead of the networks: up to 8 beside a GPU,
+    none on a CPU, whose cores the networks already keep busy (on 2 cores, 2 workers took
+    batched prediction from 1.86 to 1.55 samples/s)."""
+    if not device.startswith("cuda"):
+        return 0
+    return max(0, min(MAX_PREPARING_WORKERS, (os.cpu_count() or 1) - 1))

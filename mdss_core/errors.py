@@ -39,6 +39,10 @@ class WriteError(FileProblem):
         return f"cannot write {self.path}: {self.problem}"
 
 
+class ConfigError(MDSSError, ValueError):
+    """Settings that cannot work or cannot be read back (``section: problem``)."""
+
+
 class Cancelled(MDSSError):
     """Raised inside long work when the caller's cancel token is set."""
 

@@ -10,19 +10,18 @@ coarse, fragile image-level numbers, and the interval makes that visible.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mdss_core.errors import DataError
+from mdss_core.io.readers import read_gt
 from mdss_core.io.sample import GOOD, SampleRef
 from mdss_core.metrics import aupro, auroc, auroc_interval, pro_curve, roc_curve
+from mdss_core.prediction import Prediction
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
-
-if TYPE_CHECKING:
-    from mdss_core.model import MDSSModel
 
 MODALITIES = ("rgb", "3d", "fused")
 LABELS = {"rgb": "RGB", "3d": "3D", "fused": "RGB+3D"}
@@ -30,12 +29,32 @@ LABELS = {"rgb": "RGB", "3d": "3D", "fused": "RGB+3D"}
 
 @dataclass
 class ScoredSample:
+    """One labelled sample as the metrics see it: scores and maps per modality, ground truth."""
+
     key: str
     defect: str
     label: int
     scores: dict[str, float]
     maps: dict[str, np.ndarray]
     gt: np.ndarray
+
+    @classmethod
+    def of(cls, ref: SampleRef, prediction: Prediction) -> ScoredSample:
+        """From a prediction; the ground truth is read from ``ref`` (none: no defect pixel)."""
+        gt = ground_truth(ref, prediction.shape)
+        label = ref.label if ref.label >= 0 else int(gt.any())
+        defect = ref.defect or ("anomalous" if label else GOOD)
+        return cls(ref.key, defect, label, prediction.scores(), prediction.maps(), gt)
+
+
+def ground_truth(ref: SampleRef, shape: tuple[int, int]) -> np.ndarray:
+    """The sample's defect mask at its resolution; all False when it has none."""
+    if ref.gt_path is None:
+        return np.zeros(shape, bool)
+    gt = read_gt(ref.gt_path)
+    if gt.shape != shape:
+        raise DataError(ref.gt_path, f"mask size {gt.shape} does not match the sample {shape}")
+    return gt
 
 
 @dataclass
@@ -78,37 +97,25 @@ class EvaluationReport:
         }
 
 
-def evaluate_model(
-    model: MDSSModel,
-    dataset: Sequence[SampleRef],
+def evaluate_predictions(
+    pairs: Iterable[tuple[SampleRef, Prediction]],
+    total: int,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> EvaluationReport:
-    refs = [r for r in dataset if r.split == "test"] or [r for r in dataset if r.label >= 0]
-    if not refs:
-        raise DataError(getattr(dataset, "root", "dataset"), "no labelled test samples")
-    scored: list[ScoredSample] = []
-    for i, ref in enumerate(refs):
+    stage: str = "metrics",
+) -> EvaluationReport | None:
+    """The table of the labelled samples among ``pairs`` (``None`` when there are none).
+
+    ``pairs`` may be a generator that predicts as it goes; ``total`` is its length, for
+    progress reports. Samples with neither a label nor a mask are left out.
+    """
+    scored = []
+    for i, (ref, prediction) in enumerate(pairs):
         check_cancel(cancel, "evaluation")
-        sample = ref.load()
-        prediction = model.predict(sample)
-        gt = sample.gt if sample.gt is not None else np.zeros(sample.shape, bool)
-        scored.append(
-            ScoredSample(
-                ref.key,
-                ref.defect or ("anomalous" if sample.label else GOOD),
-                sample.label,
-                prediction.scores(),
-                {
-                    "rgb": prediction.rgb_map,
-                    "3d": prediction.sdf_map,
-                    "fused": prediction.fused_map,
-                },
-                gt,
-            )
-        )
-        report(progress, "evaluate", i + 1, len(refs), ref.key)
-    return summarize(scored)
+        if ref.label >= 0 or ref.gt_path is not None:
+            scored.append(ScoredSample.of(ref, prediction))
+        report(progress, stage, i + 1, total, ref.key)
+    return summarize(scored) if scored else None
 
 
 def summarize(scored: list[ScoredSample]) -> EvaluationReport:

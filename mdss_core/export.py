@@ -10,18 +10,18 @@ leaves half a file; what killed runs left in a folder is swept the first time it
 from __future__ import annotations
 
 import csv
-import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import tifffile
 
 from mdss_core.atomic import atomic_write, sweep_stale_temps
 from mdss_core.io.readers import read_rgb
 from mdss_core.io.sample import SampleRef
+from mdss_core.io.writers import write_png, write_tiff
 from mdss_core.prediction import Prediction
 
 CSV_COLUMNS = (
@@ -51,11 +51,15 @@ def heat_overlay(
 
 
 class ResultWriter:
-    """Collects predictions into ``out_dir``; :meth:`close` writes ``scores.csv``."""
+    """Collects predictions into ``out_dir``; :meth:`close` writes ``scores.csv``.
 
-    def __init__(self, out_dir: str | Path, png: bool = True) -> None:
+    Per sample: each modality's map as float32 TIFF, and a PNG overlay for each modality named
+    in ``overlays`` ("fused", "rgb", "3d"; the RGB overlay shows the map on the 3D scale).
+    """
+
+    def __init__(self, out_dir: str | Path, overlays: Sequence[str] = ("fused",)) -> None:
         self.out_dir = Path(out_dir)
-        self.png = png
+        self.overlays = tuple(overlays)
         self.rows: list[dict[str, Any]] = []
         self._used: set[Path] = set()
         self._swept: set[Path] = set()
@@ -82,18 +86,16 @@ class ResultWriter:
     def add(self, ref: SampleRef, prediction: Prediction, rgb: np.ndarray | None = None) -> Path:
         stem = self.out_dir / self.stem_for(ref)
         self._folder(stem.parent)
-        for name, image in (
-            ("rgb", prediction.rgb_map),
-            ("3d", prediction.sdf_map),
-            ("fused", prediction.fused_map),
-        ):
+        for name, image in prediction.maps().items():
             target = stem.parent / f"{stem.name}_{name}.tiff"
             atomic_write(target, lambda tmp, im=image: write_tiff(tmp, im.astype(np.float32)))
-        if self.png:
+        if self.overlays:
             rgb = read_rgb(ref.rgb_path) if rgb is None else rgb
-            overlay = heat_overlay(rgb, prediction.fused_map, prediction.pixel_threshold)
-            target = stem.parent / f"{stem.name}_fused_overlay.png"
-            atomic_write(target, lambda tmp: write_png(tmp, overlay))
+        shown = {**prediction.maps(), "rgb": prediction.rgb_map_aligned}
+        for name in self.overlays:
+            overlay = heat_overlay(rgb, shown[name], prediction.pixel_threshold)
+            target = stem.parent / f"{stem.name}_{name}_overlay.png"
+            atomic_write(target, lambda tmp, im=overlay: write_png(tmp, im))
         largest = max((r.area_px for r in prediction.regions), default=0)
         self.rows.append(
             {
@@ -123,23 +125,6 @@ class ResultWriter:
                 writer.writerows(self.rows)
 
         return atomic_write(path, write)
-
-
-def write_tiff(path: Path, image: np.ndarray) -> None:
-    # Encoded in memory, then written by Python: tifffile's ndarray.tofile loses the errno of a
-    # failed write ("N requested and M written"), Python's write keeps it (disk full, …).
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, image)
-    path.write_bytes(buffer.getvalue())
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    # Encode in memory, write with Python: a failed write then says why (errno), where
-    # cv2.imwrite would only return False.
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("PNG encoder failed")
-    path.write_bytes(encoded.tobytes())
 
 
 def _json_default(value: Any) -> Any:

@@ -10,13 +10,15 @@ that μ ± 3σ of RGB lands on μ ± 3σ of 3D (Shape-guided's L/U form of the s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from mdss_core.config_base import ConfigBase
+
 
 @dataclass(frozen=True)
-class MapStats:
+class MapStats(ConfigBase):
     mean: float
     std: float
 
@@ -30,7 +32,7 @@ class MapStats:
 
 
 @dataclass(frozen=True)
-class Calibration:
+class Calibration(ConfigBase):
     """Everything fusion needs, stored in the model file's JSON metadata."""
 
     rgb: MapStats
@@ -53,19 +55,6 @@ class Calibration:
     def align_rgb(self, rgb_map: np.ndarray) -> np.ndarray:
         """RGB scores on the 3D scale, clipped at 0 like the 3D map."""
         return np.maximum(self.weight * rgb_map + self.bias, 0.0).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Calibration:
-        return cls(
-            rgb=MapStats(**data["rgb"]),
-            sdf=MapStats(**data["sdf"]),
-            image_threshold=float(data["image_threshold"]),
-            pixel_threshold=float(data["pixel_threshold"]),
-            n_samples=int(data["n_samples"]),
-        )
 
 
 def image_score(rgb_map: np.ndarray, sdf_map: np.ndarray) -> float:

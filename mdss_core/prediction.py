@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from mdss_core.errors import DataError
+from mdss_core.io.sample import SampleRef
 
 
 @dataclass(frozen=True)
 class Region:
     """One connected defect region of the thresholded fused map (8-connectivity)."""
 
-    label: int  # id in Prediction.region_labels (1-based)
+    label: int  # id in RegionSet.labels (1-based)
     area_px: int
     area_mm2: float | None  # from the point cloud's metric pixel footprint, when it has points
     bbox: tuple[int, int, int, int]  # row0, col0, row1, col1 (exclusive ends)
@@ -24,29 +28,71 @@ class Region:
     mean_fused: float
     driver: str  # "colour", "geometry" or "both": which modality makes the region
 
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+@dataclass(frozen=True)
+class RegionSet:
+    """The regions of one fused map at one pixel threshold; iterates over its regions."""
+
+    threshold: float
+    labels: np.ndarray  # int32 H×W: the region's label, 0 = in no region
+    regions: tuple[Region, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+    def __iter__(self) -> Iterator[Region]:
+        return iter(self.regions)
+
+    def at(self, row: int, col: int) -> Region | None:
+        """The region under a pixel, or ``None`` outside every region (or the image)."""
+        h, w = self.labels.shape
+        if not (0 <= row < h and 0 <= col < w):
+            return None
+        label = int(self.labels[row, col])
+        return next((r for r in self.regions if r.label == label), None) if label else None
+
+    def mask(self, region: Region | None = None) -> np.ndarray:
+        """Pixels of ``region``, or of every region (the fused map at or above the threshold)."""
+        return self.labels == region.label if region is not None else self.labels > 0
 
 
-@dataclass
+@dataclass(frozen=True)
+class BranchMaps:
+    """What the networks give for one sample: S×S float32 maps at the model's size."""
+
+    rgb: np.ndarray  # RGB student–teacher map, zero outside the dilated foreground
+    sdf: np.ndarray  # the 3D branch's map: per-point |sdf| scattered to pixels, then blurred
+    point_grid: np.ndarray  # the same scores unblurred: |sdf| at each object point's pixel
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """Maps are float32 H×W at the sample's resolution; scores are image-level."""
+    """One sample's result. Maps are float32 H×W at the sample's resolution (read-only);
+    scores are image-level; thresholds and regions are the model's defaults."""
 
     sample_key: str
-    rgb_map: np.ndarray  # raw student-teacher map
+    rgb_map: np.ndarray  # raw student–teacher map
     rgb_map_aligned: np.ndarray  # RGB map mapped onto the 3D scale (paper 3.3)
-    sdf_map: np.ndarray  # blurred |sdf| map
-    point_scores: np.ndarray  # |sdf| per valid object point, 0 where no object point
+    map_3d: np.ndarray  # the 3D branch's map (blurred |sdf|)
+    point_map: np.ndarray  # |sdf| of each object point at its pixel, 0 where none
     object_mask: np.ndarray  # bool: points kept after background-plane removal
     fused_map: np.ndarray  # max(aligned RGB, 3D)
     score_rgb: float
     score_3d: float
     score_fused: float  # product of the two maxima (paper 3.3)
     image_threshold: float
-    pixel_threshold: float
-    region_labels: np.ndarray  # int32, 0 = no region
-    regions: list[Region] = field(default_factory=list)
+    regions: RegionSet  # at the model's pixel threshold
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("rgb_map", "rgb_map_aligned", "map_3d", "point_map", "object_mask"):
+            getattr(self, name).flags.writeable = False
+        self.fused_map.flags.writeable = False
+        self.regions.labels.flags.writeable = False
+
+    @property
+    def pixel_threshold(self) -> float:
+        return self.regions.threshold
 
     @property
     def is_anomalous(self) -> bool:
@@ -58,3 +104,16 @@ class Prediction:
 
     def scores(self) -> dict[str, float]:
         return {"rgb": self.score_rgb, "3d": self.score_3d, "fused": self.score_fused}
+
+    def maps(self) -> dict[str, np.ndarray]:
+        """Each modality's map, under the names of :meth:`scores`."""
+        return {"rgb": self.rgb_map, "3d": self.map_3d, "fused": self.fused_map}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One sample of a scoring run: its prediction, or the one-line error that kept it out."""
+
+    ref: SampleRef
+    prediction: Prediction | None = None
+    error: DataError | None = None

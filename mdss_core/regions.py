@@ -1,15 +1,18 @@
 """Defect regions: connected components of the thresholded fused map, with per-region scores.
 
-Cheap numpy/OpenCV only (no torch), so the GUI may recompute regions on the UI thread when the
-user drags the threshold slider.
+NumPy and OpenCV only (no torch): cheap enough to recompute for every threshold the user tries,
+off the UI thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
-from mdss_core.prediction import Prediction, Region
+from mdss_core.prediction import Prediction, Region, RegionSet
 
 # A modality "drives" a region when its peak reaches this fraction of the other's peak.
 DRIVER_RATIO = 0.7
@@ -18,28 +21,34 @@ DRIVER_RATIO = 0.7
 def find_regions(
     fused: np.ndarray,
     rgb_aligned: np.ndarray,
-    sdf_map: np.ndarray,
+    map_3d: np.ndarray,
     threshold: float,
-    xyz: np.ndarray | None = None,
+    area_mm2: np.ndarray | Callable[[], np.ndarray] | None = None,
     min_area: int = 1,
-) -> tuple[np.ndarray, list[Region]]:
-    """Label 8-connected regions of ``fused >= threshold`` and describe each one."""
+) -> RegionSet:
+    """8-connected regions of ``fused >= threshold``, each described by its scores.
+
+    ``area_mm2``: each pixel's metric footprint (:func:`pixel_area_mm2`) for region areas in
+    mm², or a function that computes it, called only when there is a region (most maps of
+    normal parts have none).
+    """
     binary = (fused >= threshold).astype(np.uint8)
     count, labels, boxes, centroids = cv2.connectedComponentsWithStats(
         binary, connectivity=8, ltype=cv2.CV_32S
     )
-    regions: list[Region] = []
     if count <= 1:
-        return labels, regions
+        return RegionSet(float(threshold), labels)
     # One pass over all labelled pixels instead of a mask per region.
     on = labels.ravel() > 0
     ids = labels.ravel()[on]
     peaks, means = {}, {}
-    for name, arr in (("rgb", rgb_aligned), ("3d", sdf_map), ("fused", fused)):
+    for name, arr in (("rgb", rgb_aligned), ("3d", map_3d), ("fused", fused)):
         peaks[name], means[name] = _reduce(arr.ravel()[on], ids, count)
     mm2 = None
-    if xyz is not None:
-        mm2 = np.bincount(ids, weights=_pixel_area_mm2(xyz).ravel()[on], minlength=count)
+    if area_mm2 is not None:
+        area = area_mm2() if callable(area_mm2) else area_mm2
+        mm2 = np.bincount(ids, weights=area.ravel()[on], minlength=count)
+    regions = []
     for label in range(1, count):
         x, y, w, h, area = (int(v) for v in boxes[label])
         if area < min_area:
@@ -60,7 +69,31 @@ def find_regions(
                 driver=modality_driver(peaks["rgb"][label], peaks["3d"][label]),
             )
         )
-    return labels, regions
+    return RegionSet(float(threshold), labels, tuple(regions))
+
+
+def regions_at(
+    prediction: Prediction, threshold: float, area_mm2: np.ndarray | None = None
+) -> RegionSet:
+    """The prediction's regions at another pixel threshold (its own when the threshold is)."""
+    if threshold == prediction.regions.threshold:
+        return prediction.regions
+    return find_regions(
+        prediction.fused_map, prediction.rgb_map_aligned, prediction.map_3d, threshold, area_mm2
+    )
+
+
+def with_thresholds(
+    prediction: Prediction,
+    pixel_threshold: float | None = None,
+    image_threshold: float | None = None,
+) -> Prediction:
+    """The same prediction judged with other thresholds: a new object, regions recomputed."""
+    regions = (
+        prediction.regions if pixel_threshold is None else regions_at(prediction, pixel_threshold)
+    )
+    image = prediction.image_threshold if image_threshold is None else float(image_threshold)
+    return replace(prediction, image_threshold=image, regions=regions)
 
 
 def modality_driver(max_rgb: float, max_3d: float) -> str:
@@ -72,36 +105,15 @@ def modality_driver(max_rgb: float, max_3d: float) -> str:
     return "both"
 
 
-def region_at(prediction: Prediction, row: int, col: int) -> Region | None:
-    """The region under a pixel, or ``None`` when the pixel is outside every region."""
-    h, w = prediction.shape
-    if not (0 <= row < h and 0 <= col < w):
-        return None
-    label = int(prediction.region_labels[row, col])
-    return next((r for r in prediction.regions if r.label == label), None) if label else None
-
-
 def local_scores(prediction: Prediction, row: int, col: int) -> dict[str, float]:
     """Scores at one pixel (what the inspector shows for a click outside any region)."""
     return {
         "rgb": float(prediction.rgb_map_aligned[row, col]),
         "rgb_raw": float(prediction.rgb_map[row, col]),
-        "3d": float(prediction.sdf_map[row, col]),
-        "point": float(prediction.point_scores[row, col]),
+        "3d": float(prediction.map_3d[row, col]),
+        "point": float(prediction.point_map[row, col]),
         "fused": float(prediction.fused_map[row, col]),
     }
-
-
-def apply_threshold(
-    prediction: Prediction, pixel_threshold: float, xyz: np.ndarray | None = None
-) -> Prediction:
-    """Recompute regions of a prediction for a new pixel threshold (in place; returns it)."""
-    labels, regions = find_regions(
-        prediction.fused_map, prediction.rgb_map_aligned, prediction.sdf_map, pixel_threshold, xyz
-    )
-    prediction.region_labels, prediction.regions = labels, regions
-    prediction.pixel_threshold = pixel_threshold
-    return prediction
 
 
 def _reduce(values: np.ndarray, ids: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +125,11 @@ def _reduce(values: np.ndarray, ids: np.ndarray, count: int) -> tuple[np.ndarray
     return peak, mean
 
 
-def _pixel_area_mm2(xyz: np.ndarray) -> np.ndarray:
-    """Metric footprint of each pixel from neighbouring points (0 where the cloud has a gap)."""
+def pixel_area_mm2(xyz: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Metric footprint of each pixel from neighbouring points (0 where the cloud has a gap or
+    outside ``mask``): what region areas in mm² add up."""
+    if mask is not None:
+        xyz = np.where(mask[..., None], xyz, 0.0)
     # Per-coordinate arrays: ~3x faster than norms over the short last axis of (H, W, 3).
     x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
     valid = (x != 0) | (y != 0) | (z != 0)

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdss_core.batched import auto_workers, predict_batched
+from mdss_core.batched import predict_batched, score_batched
 from mdss_core.cli.main import main as cli
+from mdss_core.devices import preparing_workers
 from mdss_core.errors import Cancelled, DataError
 from mdss_core.io import open_dataset
 
-MAPS = ("rgb_map", "sdf_map", "point_scores", "fused_map")
+MAPS = ("rgb_map", "map_3d", "point_map", "fused_map")
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,14 @@ def test_refs(tiny_dataset: Path) -> list:
 @pytest.fixture(scope="module")
 def one_by_one(tiny_model, test_refs) -> dict:
     return {ref.key: tiny_model.predict(ref.load()) for ref in test_refs}
+
+
+def broken_copy(dataset: Path, folder: Path, index: int) -> tuple[list, object]:
+    """A copy of the test split whose ``index``-th point cloud is not a TIFF."""
+    shutil.copytree(dataset, folder)
+    refs = list(open_dataset(folder, split="test"))
+    refs[index].xyz_path.write_bytes(b"not a tiff")
+    return refs, refs[index]
 
 
 def assert_same_predictions(pairs, refs, expected: dict) -> None:
@@ -60,11 +69,7 @@ def test_worker_processes_equal_one_by_one_prediction(tiny_model, test_refs, one
 def test_a_broken_sample_fails_in_its_turn_with_its_file_named(
     tiny_model, tiny_dataset, test_refs, tmp_path, workers
 ):
-    copy = tmp_path / "data"
-    shutil.copytree(tiny_dataset, copy)
-    refs = list(open_dataset(copy, split="test"))
-    broken = refs[3]
-    broken.xyz_path.write_bytes(b"not a tiff")
+    refs, broken = broken_copy(tiny_dataset, tmp_path / "data", 3)
     seen = []
     with pytest.raises(DataError) as caught:
         for ref, _ in predict_batched(tiny_model, refs, batch_size=2, workers=workers):
@@ -73,6 +78,38 @@ def test_a_broken_sample_fails_in_its_turn_with_its_file_named(
     assert seen == [ref.key for ref in refs[:3]]
     assert Path(caught.value.path) == broken.xyz_path
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_scoring_reports_a_broken_sample_and_goes_on(
+    tiny_model, tiny_dataset, one_by_one, tmp_path, workers
+):
+    refs, broken = broken_copy(tiny_dataset, tmp_path / "data", 3)
+    reports = []
+    scored = list(score_batched(tiny_model, refs, 2, workers, progress=reports.append))
+    assert [s.ref.key for s in scored] == [ref.key for ref in refs]
+    assert [s.error is None for s in scored] == [ref is not broken for ref in refs]
+    assert Path(scored[3].error.path) == broken.xyz_path and scored[3].prediction is None
+    good = [(s.ref, s.prediction) for s in scored if s.error is None]
+    assert_same_predictions(good, [r for r in refs if r is not broken], one_by_one)
+    assert [r.step for r in reports] == list(range(1, len(refs) + 1))
+
+
+def test_cli_predict_skips_a_broken_sample_and_scores_the_rest(
+    tiny_model, tiny_dataset, tmp_path, capsys
+):
+    refs, broken = broken_copy(tiny_dataset, tmp_path / "data", 2)
+    model = tiny_model.save(tmp_path / "m.mdss")
+    out = tmp_path / "out"
+    data = str(tmp_path / "data")
+    args = ["predict", str(model), data, "--split", "test", "--out", str(out), "--no-png"]
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert f"mdss: skipped {broken.xyz_path}: " in err
+    (error,) = [line for line in err.splitlines() if line.startswith("mdss: error:")]
+    assert f"1 of {len(refs)} samples could not be scored" in error
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert [r["key"] for r in rows] == [r.key for r in refs if r is not broken]
 
 
 def test_data_error_survives_crossing_processes():
@@ -99,7 +136,7 @@ def test_bad_batch_settings_are_refused(tiny_model, test_refs):
 
 
 def test_no_workers_on_cpu():
-    assert auto_workers("cpu") == 0
+    assert preparing_workers("cpu") == 0
 
 
 def test_cli_predict_in_batches_writes_the_same_scores(tiny_model, tiny_dataset, tmp_path, capsys):

@@ -16,9 +16,9 @@ from mdss_core.bench.measure import interleaved_ms
 from mdss_core.bench.peer import MemoryBankPeer, nearest_distance, point_features
 from mdss_core.bench.table import format_table
 from mdss_core.bench.workload import build_workload
+from mdss_core.rgb.branch import RGBBranch
 from mdss_core.rgb.pdn import PDN
 from mdss_core.rgb.teacher import default_teacher
-from mdss_core.rgb.train import RGBBranch
 
 
 @pytest.fixture(scope="module")

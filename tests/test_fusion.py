@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mdss_core.fusion import Calibration, MapStats, calibrate, fuse_maps, image_score
-from mdss_core.regions import find_regions, modality_driver
+from mdss_core.regions import find_regions, modality_driver, pixel_area_mm2
 
 
 def test_alignment_maps_mean_pm_3std_of_rgb_onto_3d() -> None:
@@ -55,7 +55,8 @@ def test_regions_scores_area_and_driver() -> None:
     xyz = np.zeros((20, 20, 3), np.float32)
     yy, xx = np.mgrid[0:20, 0:20]
     xyz[..., 0], xyz[..., 1], xyz[..., 2] = xx * 1e-3, yy * 1e-3, 0.6  # 1 mm pixels
-    labels, regions = find_regions(fused, rgb, sdf, 0.5, xyz)
+    found = find_regions(fused, rgb, sdf, 0.5, pixel_area_mm2(xyz))
+    labels, regions = found.labels, found.regions
     assert len(regions) == 2
     colour = next(r for r in regions if r.driver == "colour")
     geometry = next(r for r in regions if r.driver == "geometry")

@@ -10,17 +10,16 @@ import pytest
 import torch
 from torch import nn
 
+from mdss_core.config import get_preset
 from mdss_core.errors import Cancelled
 from mdss_core.geometry import (
     SDFConfig,
     build_sdf_net,
-    packed,
     patch_frame,
     point_scores,
     scores_to_map,
     train_sdf,
 )
-from mdss_core.geometry.packed import packed_decoder
 from mdss_core.geometry.train import neighbour_distance, sample_queries
 from mdss_core.preprocess.patches import make_patches
 
@@ -145,7 +144,7 @@ def test_sample_queries_targets_are_nearest_clean_points() -> None:
 
 
 def test_config_json_round_trip_and_validation() -> None:
-    for config in (SDFConfig.paper(), SDFConfig.fast(), tiny_config()):
+    for config in (get_preset("paper").sdf, get_preset("fast").sdf, tiny_config()):
         restored = SDFConfig.from_dict(json.loads(json.dumps(config.to_dict())))
         assert restored == config
     with pytest.raises(ValueError, match="norm"):
@@ -247,75 +246,6 @@ def test_point_scores_are_deterministic_and_restore_mode() -> None:
     assert (first[:128] > 0).all() and (first[128:] == 0).all()
 
 
-def test_packed_decoder_computes_the_same_function() -> None:
-    net = build_sdf_net(tiny_config()).eval()
-    queries = torch.rand(3, 40, 3, generator=torch.Generator().manual_seed(0)) - 0.5
-    with torch.inference_mode():
-        latent = net.encode(queries)
-        decode = packed_decoder(net.decoder, rows=3 * 40)
-        if decode is None:
-            pytest.skip("this torch build has no oneDNN fused linear")
-        expected = net.decode(latent, queries)
-        torch.testing.assert_close(decode(latent, queries), expected, rtol=1e-5, atol=1e-6)
-        # Other batch shapes than the one it was packed for work too.
-        torch.testing.assert_close(decode(latent[:1], queries[:1, :7]), expected[:1, :7])
-
-
-@pytest.fixture
-def packing_calls(monkeypatch) -> list[int]:
-    """Rows of every ``packed_decoder`` call that ``point_scores`` makes during the test."""
-    calls: list[int] = []
-
-    def spy(decoder, rows):
-        calls.append(rows)
-        return packed_decoder(decoder, rows)
-
-    monkeypatch.setattr("mdss_core.geometry.infer.packed_decoder", spy)
-    return calls
-
-
-def small_cloud_and_patches() -> tuple[np.ndarray, np.ndarray]:
-    cloud = wavy_surface(np.random.default_rng(1), side=12)
-    return cloud, make_patches(cloud, k=64, coverage=3.0, seed=0)
-
-
-def test_point_scores_use_the_packed_decoder_and_fall_back_without_it(
-    monkeypatch, packing_calls
-) -> None:
-    net = build_sdf_net(tiny_config()).eval()
-    cloud, patches = small_cloud_and_patches()
-    fast = point_scores(net, cloud, patches, batch_size=4)
-    assert packing_calls == [4 * 64]
-    monkeypatch.setattr(packed, "_ops_available", lambda: False)
-    assert packed_decoder(net.decoder, 64) is None
-    # A fresh network of the same weights has no packed copy yet, so it takes the plain path.
-    plain_net = build_sdf_net(tiny_config()).eval()
-    plain = point_scores(plain_net, cloud, patches, batch_size=4)
-    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-7)
-    assert (plain > 0).all()
-
-
-def test_packed_decoder_is_reused_until_the_weights_change(monkeypatch, packing_calls) -> None:
-    net = build_sdf_net(tiny_config()).eval()
-    cloud, patches = small_cloud_and_patches()
-    first = point_scores(net, cloud, patches, batch_size=4)
-    np.testing.assert_array_equal(point_scores(net, cloud, patches, batch_size=4), first)
-    assert packing_calls == [4 * 64]  # packed once for two calls
-    point_scores(net, cloud, patches, batch_size=2)
-    assert packing_calls == [4 * 64, 2 * 64]  # another batch shape is packed for
-    with torch.no_grad():
-        # In place, as an optimizer step does, on a weight the packed form holds a copy of.
-        net.decoder.from_xyz.weight.mul_(1.5)
-    changed = point_scores(net, cloud, patches, batch_size=2)
-    assert len(packing_calls) == 3
-    # The new weights are used, not the stale packed copy: it equals the plain module's result.
-    monkeypatch.setattr(packed, "_ops_available", lambda: False)
-    twin = build_sdf_net(tiny_config()).eval()
-    twin.load_state_dict(net.state_dict())
-    np.testing.assert_allclose(changed, point_scores(twin, cloud, patches), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(changed, first)
-
-
 def test_point_scores_rejects_bad_indices() -> None:
     with pytest.raises(ValueError, match="outside"):
         point_scores(StubNet(), np.zeros((3, 3), np.float32), np.array([[0, 1, 3]]))
@@ -365,15 +295,3 @@ def test_bump_scores_higher_than_the_smooth_surface() -> None:
     on_bump = np.abs(test[:, 2] - smooth[:, 2]) > 3e-4
     scores = point_scores(net, test, make_patches(test, k=100, coverage=4.0))
     assert scores[on_bump].mean() > 1.5 * scores[~on_bump].mean()
-
-
-def test_packed_decoder_is_refused_when_its_kernels_fail(monkeypatch) -> None:
-    net = build_sdf_net(tiny_config()).eval()
-    if packed_decoder(net.decoder, 8) is None:
-        pytest.skip("this torch build has no oneDNN fused linear")
-
-    def failing(*args, **kwargs):
-        raise RuntimeError("could not create a primitive")
-
-    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", failing)
-    assert packed_decoder(net.decoder, 8) is None

@@ -21,15 +21,15 @@ def test_prediction_is_at_sample_resolution_with_consistent_scores(tiny_model, t
     ref = open_dataset(tiny_dataset).select(split="test")[-1]
     sample = ref.load()
     p = tiny_model.predict(sample)
-    for name in ("rgb_map", "rgb_map_aligned", "sdf_map", "point_scores", "fused_map"):
+    for name in ("rgb_map", "rgb_map_aligned", "map_3d", "point_map", "fused_map"):
         arr = getattr(p, name)
         assert arr.shape == sample.shape and arr.dtype == np.float32, name
     assert p.object_mask.shape == sample.shape and p.object_mask.dtype == bool
-    assert not p.point_scores[~p.object_mask].any()  # scores only where object points are
-    np.testing.assert_allclose(p.fused_map, np.maximum(p.rgb_map_aligned, p.sdf_map), rtol=1e-6)
+    assert not p.point_map[~p.object_mask].any()  # scores only where object points are
+    np.testing.assert_allclose(p.fused_map, np.maximum(p.rgb_map_aligned, p.map_3d), rtol=1e-6)
     assert p.score_fused == pytest.approx(p.score_rgb * p.score_3d, rel=1e-5)
     assert p.pixel_threshold == tiny_model.pixel_threshold
-    assert int(p.region_labels.max()) == (max((r.label for r in p.regions), default=0))
+    assert int(p.regions.labels.max()) == (max((r.label for r in p.regions), default=0))
 
 
 def test_save_load_round_trip_gives_identical_predictions(tiny_model, tiny_dataset, tmp_path):
@@ -41,7 +41,7 @@ def test_save_load_round_trip_gives_identical_predictions(tiny_model, tiny_datas
     sample = open_dataset(tiny_dataset).select(split="test")[0].load()
     a, b = tiny_model.predict(sample), loaded.predict(sample)
     np.testing.assert_array_equal(a.fused_map, b.fused_map)
-    np.testing.assert_array_equal(a.point_scores, b.point_scores)
+    np.testing.assert_array_equal(a.point_map, b.point_map)
     assert a.score_fused == b.score_fused
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
 

@@ -15,7 +15,7 @@ from mdss_core.errors import DataError
 from mdss_core.preprocess import (
     PreprocessConfig,
     foreground_mask,
-    prepare,
+    prepare_arrays,
     remove_background_plane,
     resize_nearest,
     resize_rgb,
@@ -194,7 +194,7 @@ def test_resize_rgb_averages_when_shrinking() -> None:
         resize_rgb(rgb, 0)
 
 
-# ---------------------------------------------------------------- prepare()
+# ---------------------------------------------------------------- prepare_arrays()
 
 
 def _rgb_like(xyz: np.ndarray) -> np.ndarray:
@@ -208,7 +208,7 @@ def test_prepare_builds_consistent_model_inputs() -> None:
     gt[25:30, 35:40] = 255
     config = PreprocessConfig(size=32, mask_dilation=3)
     xyz_before = xyz.copy()
-    s = prepare(rgb, xyz, gt, config)
+    s = prepare_arrays(rgb, xyz, gt, config)
     np.testing.assert_array_equal(xyz, xyz_before)
     assert s.size == 32 and s.original_shape == (60, 80)
     assert s.rgb.shape == (32, 32, 3) and s.rgb.dtype == np.uint8
@@ -227,7 +227,7 @@ def test_prepare_builds_consistent_model_inputs() -> None:
 
 def test_prepare_without_plane_removal_keeps_every_point() -> None:
     xyz, _ = synthetic_cloud()
-    s = prepare(_rgb_like(xyz), xyz, None, PreprocessConfig(size=40, remove_plane=False))
+    s = prepare_arrays(_rgb_like(xyz), xyz, None, PreprocessConfig(size=40, remove_plane=False))
     np.testing.assert_array_equal(s.object_mask_full, valid_points_mask(xyz))
     assert s.gt is None and s.plane is None
 
@@ -236,17 +236,17 @@ def test_prepare_reports_bad_input_naming_the_sample() -> None:
     xyz, _ = synthetic_cloud()
     rgb = _rgb_like(xyz)
     with pytest.raises(DataError, match=r"^sample_7: image size"):
-        prepare(rgb[:-1], xyz, None, PreprocessConfig(size=16), source="sample_7")
+        prepare_arrays(rgb[:-1], xyz, None, PreprocessConfig(size=16), source="sample_7")
     with pytest.raises(DataError, match="ground truth size"):
-        prepare(rgb, xyz, np.zeros((3, 3)), PreprocessConfig(size=16))
+        prepare_arrays(rgb, xyz, np.zeros((3, 3)), PreprocessConfig(size=16))
     with pytest.raises(DataError, match="uint8"):
-        prepare(rgb.astype(np.float32), xyz, None, PreprocessConfig(size=16))
+        prepare_arrays(rgb.astype(np.float32), xyz, None, PreprocessConfig(size=16))
     flat = xyz.copy()
     flat[..., 2] = 0.65  # a bare table: nothing survives plane removal
     with pytest.raises(DataError, match="no points left"):
-        prepare(rgb, flat, None, PreprocessConfig(size=16))
+        prepare_arrays(rgb, flat, None, PreprocessConfig(size=16))
     with pytest.raises(DataError, match="no valid points"):
-        prepare(rgb, np.zeros_like(xyz), None, PreprocessConfig(size=16))
+        prepare_arrays(rgb, np.zeros_like(xyz), None, PreprocessConfig(size=16))
 
 
 @pytest.mark.parametrize("sample", ["test/hole/000", "test/good/001"])
@@ -258,7 +258,7 @@ def test_real_sample_keeps_only_the_object(real_data_root: Path, sample: str) ->
         cv2.imread(str(real_data_root / split / "rgb" / f"{name}.png")), cv2.COLOR_BGR2RGB
     )
     gt = cv2.imread(str(real_data_root / split / "gt" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
-    s = prepare(rgb, xyz, gt, PreprocessConfig(size=256))
+    s = prepare_arrays(rgb, xyz, gt, PreprocessConfig(size=256))
     kept = s.object_mask_full
     valid = valid_points_mask(xyz)
     # The table fills most of the view; the cable gland is a quarter to a third of it.

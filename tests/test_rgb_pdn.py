@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdss_core.devices import weights_key
 from mdss_core.rgb.maps import upsample_map
-from mdss_core.rgb.packed import packed_pdn
 from mdss_core.rgb.pdn import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -95,36 +93,3 @@ def test_seeded_init_is_deterministic_and_leaves_global_rng_alone() -> None:
     assert torch.equal(before, after)
     assert torch.equal(a[0].weight, b[0].weight) and not torch.equal(a[0].weight, c[0].weight)
     assert torch.all(a[0].bias == 0)
-
-
-@pytest.mark.parametrize(("size", "padding"), [("small", False), ("medium", True)])
-def test_packed_pdn_computes_the_same_function(size: str, padding: bool) -> None:
-    pdn = init_pdn_(PDN(size, padding=padding), seed=3, scheme="he-normal").eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        forward = packed_pdn(pdn)
-        if forward is None:
-            pytest.skip("this torch build has no oneDNN fused convolution")
-        expected = pdn(x)
-        # Same function; only the summation order may differ (another memory layout).
-        atol = 1e-5 * float(expected.abs().max())
-        torch.testing.assert_close(forward(x), expected, rtol=1e-4, atol=atol)
-        # Channels-last input (the inference layout) and another batch size work too.
-        nhwc = x[:1].contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(forward(nhwc), expected[:1], rtol=1e-4, atol=atol)
-
-
-def test_packed_pdn_refuses_what_it_cannot_pack() -> None:
-    assert (
-        packed_pdn(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))) is None
-    )
-    assert packed_pdn(PDN("small").double()) is None
-
-
-def test_weights_key_changes_with_in_place_updates() -> None:
-    pdn = PDN("small")
-    key = weights_key(pdn)
-    assert weights_key(pdn) == key
-    with torch.no_grad():
-        pdn[0].bias.add_(1.0)
-    assert weights_key(pdn) != key

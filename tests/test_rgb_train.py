@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +12,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mdss_core.errors import Cancelled, ModelFileError
+from mdss_core import fast_paths
+from mdss_core.config import get_preset
+from mdss_core.errors import Cancelled, ConfigError, ModelFileError
 from mdss_core.rgb import (
     RGBBranch,
     RGBConfig,
     compute_teacher_stats,
     default_teacher,
-    fast_config,
     normalize_images,
-    packed,
-    paper_config,
     train_student,
 )
+from mdss_core.rgb import branch as branch_module
 from mdss_core.rgb import train as train_module
-from mdss_core.rgb.maps import upsample_map
 
 SIZE = 64
 CROP = 48  # a multiple of the PDN stride, smaller than SIZE
@@ -139,71 +139,26 @@ def test_maps_shape_and_state_roundtrip(branch, data, tmp_path: Path) -> None:
         RGBBranch.from_state_dict(broken, RGBConfig(), source="broken.mdss")
 
 
-def test_maps_through_packed_nets_follow_weight_changes(branch, data, monkeypatch) -> None:
-    images, _ = data
-
-    def module_maps() -> np.ndarray:
-        with torch.inference_mode():
-            x = normalize_images(images, channels_last=True)
-            return upsample_map(branch(x), (SIZE, SIZE))[:, 0].numpy()
-
-    np.testing.assert_allclose(branch.anomaly_maps(images), module_maps(), rtol=1e-5, atol=1e-7)
-    # Weights changed in place after the first call: the packed copies must be rebuilt.
-    with torch.no_grad():
-        branch.student[0].bias.add_(0.5)
-    changed = branch.anomaly_maps(images)
-    np.testing.assert_allclose(changed, module_maps(), rtol=1e-5, atol=1e-7)
-    # Without the fused ops the module itself runs, with the same maps.
-    monkeypatch.setattr(packed, "_ops_available", lambda: False)
-    branch._packed = None
-    np.testing.assert_allclose(branch.anomaly_maps(images), changed, rtol=1e-5, atol=1e-7)
-    assert branch._packed is not None and branch._packed[1] is None
-
-
-def test_maps_fall_back_to_the_modules_when_the_fused_kernels_fail(
-    branch, data, monkeypatch
-) -> None:
-    images, _ = data
-    expected = branch.anomaly_maps(images)
-    if branch._packed is None or branch._packed[1] is None:
-        pytest.skip("this torch build has no oneDNN fused convolution")
-    calls = []
-
-    def broken(*args, **kwargs):
-        calls.append(1)
-        raise RuntimeError("could not create a primitive")
-
-    # A build that packs but cannot run the kernels: the trial call at packing time fails.
-    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", broken)
-    branch._packed = None
-    np.testing.assert_allclose(branch.anomaly_maps(images), expected, rtol=1e-5, atol=1e-7)
-    assert branch._packed[1] is None
-    tried = len(calls)
-    branch.anomaly_maps(images)
-    assert len(calls) == tried  # not retried at every call while the weights stay the same
-
-
 def test_half_precision_maps_fall_back_to_float32_when_they_overflow(
     branch, data, monkeypatch
 ) -> None:
     images, _ = data
     float32 = branch.anomaly_maps(images)
     # CPU stands in for CUDA: float16 autocast through the modules (packed kernels bypass it).
-    monkeypatch.setattr(train_module, "inference_amp_dtype", lambda device, amp: torch.float16)
-    monkeypatch.setattr(packed, "_ops_available", lambda: False)
-    branch._packed = None
-    half = branch.anomaly_maps(images, amp=True)
-    assert not np.array_equal(half, float32)  # float16 really ran...
-    np.testing.assert_allclose(half, float32, rtol=2e-2, atol=1e-4)  # ...and stayed close
+    monkeypatch.setattr(branch_module, "inference_amp_dtype", lambda device, amp: torch.float16)
+    with fast_paths.switched(False):
+        half = branch.anomaly_maps(images, amp=True)
+        assert not np.array_equal(half, float32)  # float16 really ran...
+        np.testing.assert_allclose(half, float32, rtol=2e-2, atol=1e-4)  # ...and stayed close
 
-    with torch.no_grad():  # first-layer outputs ~1e5: beyond float16's 65504
-        branch.student[0].weight.mul_(1e5)
-    x = normalize_images(images, channels_last=True)
-    with torch.inference_mode():
-        assert not torch.isfinite(branch._pixel_maps(x, torch.float16)).all()
-    overflowed = branch.anomaly_maps(images, amp=True)
-    assert np.isfinite(overflowed).all()
-    np.testing.assert_array_equal(overflowed, branch.anomaly_maps(images))
+        with torch.no_grad():  # first-layer outputs ~1e5: beyond float16's 65504
+            branch.student[0].weight.mul_(1e5)
+        x = normalize_images(images, channels_last=True)
+        with torch.inference_mode():
+            assert not torch.isfinite(branch._pixel_maps(x, torch.float16)).all()
+        overflowed = branch.anomaly_maps(images, amp=True)
+        assert np.isfinite(overflowed).all()
+        np.testing.assert_array_equal(overflowed, branch.anomaly_maps(images))
 
 
 def test_bad_arrays_are_rejected(teacher, data) -> None:
@@ -215,14 +170,15 @@ def test_bad_arrays_are_rejected(teacher, data) -> None:
 
 
 def test_config_roundtrip_and_presets() -> None:
-    config = fast_config(seed=3)
+    config = replace(get_preset("fast").rgb, seed=3)
     data = json.loads(json.dumps(config.to_dict()))
     assert RGBConfig.from_dict(data) == config
-    assert paper_config().steps > fast_config().steps
-    assert (paper_config().lr, paper_config().batch_size) == (1e-3, 4)  # Table 1
-    with pytest.raises(ModelFileError, match="unknown"):
-        RGBConfig.from_dict({**data, "future_knob": 1}, source="model.mdss")
-    with pytest.raises(ModelFileError, match="d_end"):
+    paper = get_preset("paper").rgb
+    assert paper.steps > config.steps
+    assert (paper.lr, paper.batch_size) == (1e-3, 4)  # Table 1
+    with pytest.raises(ConfigError, match="unknown"):
+        RGBConfig.from_dict({**data, "future_knob": 1})
+    with pytest.raises(ConfigError, match="d_end"):
         RGBConfig.from_dict({**data, "d_end": 1.5})
 
 

@@ -31,11 +31,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mdss_app import engine, jobs, style
+from mdss_app import style
 from mdss_app.workers import Task, TaskContext
-from mdss_core.errors import DataError
-from mdss_core.io import DatasetIndex
-from mdss_core.progress import Progress
+from mdss_core import api
+from mdss_core.api import DataError, Progress
+
+# Shown before the devices have been probed (probing imports torch, so it runs in a task).
+FALLBACK_DEVICES: list[tuple[str, str]] = [("auto", "Auto"), ("cpu", "CPU")]
+MODEL_FILTER = "MDSS model (*.mdss *.safetensors);;All files (*)"
 
 PRESET_HELP = {
     "fast": "fast — CPU friendly, a few minutes per category",
@@ -88,30 +91,18 @@ class EtaTracker:
 
 def category_choices(folder: str | Path) -> list[str]:
     """Category names when ``folder`` is a dataset root holding several (else empty)."""
-    root = Path(folder)
-    if not root.is_dir():
-        return []
-    names = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if any((sub / s).is_dir() for s in ("train", "validation", "test")):
-            names.append(sub.name)
+    names = api.category_names(folder)
     return names if len(names) > 1 else []
 
 
 def train_job(
     folder: str, category: str | None, preset: str, device: str, teacher: str | None, output: str
-) -> Callable[[TaskContext], tuple[Any, Path, str]]:
+) -> Callable[[TaskContext], tuple[api.Model, Path, str]]:
     """The background job: index, fit, save atomically; returns ``(model, path, device label)``."""
 
-    def run(ctx: TaskContext) -> tuple[Any, Path, str]:
-        from mdss_core.io import open_dataset
-
-        dataset: DatasetIndex = (
-            open_dataset(folder, category=category, strict=False)
-            if category
-            else jobs.open_folder(folder)
-        )
-        model = engine.fit_model(
+    def run(ctx: TaskContext) -> tuple[api.Model, Path, str]:
+        dataset = api.open_folder(folder, category)
+        model = api.fit_model(
             dataset,
             preset,
             teacher=teacher,
@@ -120,13 +111,9 @@ def train_job(
             cancel=ctx.cancel,
         )
         ctx.progress(Progress("save", 0, 1, output))
-        path = Path(output)
-        try:
-            saved = model.save(path)
-        except OSError as exc:
-            raise DataError(path, f"cannot write the model ({exc.strerror or exc})") from None
+        saved = model.save(output)  # atomic: a failed write leaves any previous file
         ctx.progress(Progress("save", 1, 1, output))
-        return model, Path(saved or path), engine.device_label(model.device)
+        return model, saved, api.device_label(model.device)
 
     return run
 
@@ -153,7 +140,21 @@ class TrainDialog(QDialog):
         self._start_task = start_task or (lambda t: t.start())
         self._eta = EtaTracker()
         self._loss: dict[str, tuple[list[float], list[float]]] = {}
+        form = self._build_form(folder, output, teacher, devices)
+        self._build_progress()
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addSpacing(6)
+        layout.addWidget(self.stage_label)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.eta_label)
+        layout.addWidget(self.loss_plot, 1)
+        layout.addLayout(self._build_buttons())
+        self._folder_changed()
 
+    def _build_form(
+        self, folder: str, output: str, teacher: str, devices: list[tuple[str, str]] | None
+    ) -> QFormLayout:
         self.folder_edit = QLineEdit(folder)
         self.folder_edit.setPlaceholderText(
             "MVTec 3D-AD category (train/validation/test) or dataset root"
@@ -168,12 +169,12 @@ class TrainDialog(QDialog):
         self.folder_edit.editingFinished.connect(self._folder_changed)
 
         self.preset_combo = QComboBox()
-        for name in engine.preset_names():
+        for name in api.preset_names():
             self.preset_combo.addItem(PRESET_HELP.get(name, name), name)
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData("fast")))
 
         self.device_combo = QComboBox()
-        self.set_devices(devices or engine.FALLBACK_DEVICES)
+        self.set_devices(devices or FALLBACK_DEVICES)
 
         self.teacher_combo = QComboBox()
         self.teacher_combo.addItem("Built-in default teacher", "")
@@ -184,7 +185,7 @@ class TrainDialog(QDialog):
         self.teacher_combo.activated.connect(self._teacher_activated)
 
         self.output_edit = QLineEdit(output)
-        self.output_edit.setPlaceholderText(f"model file ({engine.MODEL_SUFFIX})")
+        self.output_edit.setPlaceholderText(f"model file ({api.MODEL_SUFFIX})")
         save_as = QToolButton()
         save_as.setText("…")
         save_as.clicked.connect(self._browse_output)
@@ -197,7 +198,9 @@ class TrainDialog(QDialog):
         form.addRow("Device", self.device_combo)
         form.addRow("Teacher", self.teacher_combo)
         form.addRow("Save model as", _row(self.output_edit, save_as))
+        return form
 
+    def _build_progress(self) -> None:
         self.stage_label = QLabel("Ready.")
         self.stage_label.setObjectName("stageLabel")
         self.progress_bar = QProgressBar()
@@ -217,6 +220,7 @@ class TrainDialog(QDialog):
             for stage, (name, colour) in LOSS_STAGES.items()
         }
 
+    def _build_buttons(self) -> QHBoxLayout:
         self.train_button = QPushButton("Train")
         self.train_button.setDefault(True)
         self.train_button.clicked.connect(self.start_training)
@@ -230,16 +234,7 @@ class TrainDialog(QDialog):
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addSpacing(6)
-        layout.addWidget(self.stage_label)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.eta_label)
-        layout.addWidget(self.loss_plot, 1)
-        layout.addLayout(buttons)
-        self._folder_changed()
+        return buttons
 
     # ----- options ----------------------------------------------------------------------------
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
@@ -269,11 +264,11 @@ class TrainDialog(QDialog):
 
     def _browse_output(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
-            self, "Save model as", self.output_edit.text(), engine.MODEL_FILTER
+            self, "Save model as", self.output_edit.text(), MODEL_FILTER
         )
         if path:
             if not Path(path).suffix:
-                path += engine.MODEL_SUFFIX
+                path += api.MODEL_SUFFIX
             self.output_edit.setText(path)
 
     def _teacher_activated(self, _index: int) -> None:
@@ -305,7 +300,7 @@ class TrainDialog(QDialog):
             self.category_combo.addItem(Path(folder).name if folder else "—", "")
         if folder and not self.output_edit.text().strip():
             name = (names[0] if names else Path(folder).name) or "model"
-            self.output_edit.setText(str(Path(folder).parent / f"{name}{engine.MODEL_SUFFIX}"))
+            self.output_edit.setText(str(Path(folder).parent / f"{name}{api.MODEL_SUFFIX}"))
         self._summarize_folder(folder)
 
     def _summarize_folder(self, folder: str) -> None:
@@ -313,7 +308,7 @@ class TrainDialog(QDialog):
             self.data_summary.setText("")
             return
         try:
-            index = jobs.open_folder(folder)
+            index = api.open_folder(folder)
         except DataError as exc:
             self.data_summary.setText(str(exc))
             self.data_summary.setStyleSheet(f"color: {style.ANOMALY};")

@@ -27,8 +27,8 @@ from mdss_app.panels.cloud_data import (
     set_scores,
 )
 from mdss_app.panels.image_view import panel_title
-from mdss_core.io import Sample
-from mdss_core.prediction import Prediction
+from mdss_app.session import InspectorSession, Selection, View
+from mdss_core.api import Prediction, Sample
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,43 @@ def vtk_unavailable_reason() -> str:
     return ""
 
 
+def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
 def _hex_rgb(colour: str) -> tuple[float, float, float]:
     colour = colour.lstrip("#")
     return tuple(int(colour[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
 
 
+def _score_bar():  # -> vtkScalarBarActor (VTK is imported only when a 3D view is built)
+    """The colour bar of the scores, hidden until the points are coloured by score."""
+    from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
+
+    bar = vtkScalarBarActor()
+    bar.SetTitle("|sdf|")
+    bar.SetNumberOfLabels(5)
+    bar.SetLabelFormat("%.3g")
+    bar.SetBarRatio(0.25)
+    bar.SetPosition(0.8, 0.1)
+    bar.SetWidth(0.17)
+    bar.SetHeight(0.76)
+    bar.UnconstrainedFontSizeOn()
+    for text in (
+        bar.GetTitleTextProperty(),
+        bar.GetLabelTextProperty(),
+    ):
+        text.SetColor(*_hex_rgb(style.TEXT))
+        text.SetFontSize(12)
+        text.ShadowOff()
+        text.BoldOff()
+        text.ItalicOff()
+    bar.VisibilityOff()
+    return bar
+
+
 class CloudPanel(QWidget):
-    """Object points (``Prediction.object_mask``) coloured by ``point_scores`` or by RGB."""
+    """Object points (``Prediction.object_mask``) coloured by ``point_map`` or by RGB."""
 
     picked = Signal(int, int)  # row, col of a clicked 3D point
 
@@ -75,35 +105,15 @@ class CloudPanel(QWidget):
         self._init_attempts = 0
         self._has_prediction = False
         self._view_key: tuple[str, bool] | None = None
+        self._keep: np.ndarray | None = None  # the object mask the geometry was built for
         self._home_distance = 0.0
         self.selected_points: np.ndarray | None = None  # bool per shown point
         self._press_pos: tuple[int, int] | None = None
         self._fly: QVariantAnimation | None = None
-
-        title = panel_title("3D")
-        title.setToolTip("Object points coloured by their |sdf| anomaly score (drag to rotate)")
-        self.colour_mode = QComboBox()
-        self.colour_mode.addItem("Score", "score")
-        self.colour_mode.addItem("RGB", "rgb")
-        self.colour_mode.setToolTip("Colour the points by their anomaly score or by the image")
-        self.colour_mode.currentIndexChanged.connect(
-            lambda _: self.set_colour_mode(self.colour_mode.currentData())
-        )
-        self.reset_button = QToolButton()
-        self.reset_button.setText("Reset")
-        self.reset_button.setToolTip("Look at the whole object again")
-        self.reset_button.clicked.connect(self.reset_camera)
-        header = QHBoxLayout()
-        header.setContentsMargins(8, 4, 8, 4)
-        header.addWidget(title, 1)
-        header.addWidget(self.colour_mode)
-        header.addWidget(self.reset_button)
-
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addLayout(header)
-
+        layout.addLayout(self._build_header())
         reason = "" if enable_vtk else vtk_unavailable_reason()
         if enable_vtk is False:
             reason = "3D view disabled"
@@ -125,9 +135,26 @@ class CloudPanel(QWidget):
         else:
             layout.addWidget(self.vtk_widget, 1)
 
-    @property
-    def vtk_enabled(self) -> bool:
-        return self.vtk_widget is not None and not self._closed
+    def _build_header(self) -> QHBoxLayout:
+        title = panel_title("3D")
+        title.setToolTip("Object points coloured by their |sdf| anomaly score (drag to rotate)")
+        self.colour_mode = QComboBox()
+        self.colour_mode.addItem("Score", "score")
+        self.colour_mode.addItem("RGB", "rgb")
+        self.colour_mode.setToolTip("Colour the points by their anomaly score or by the image")
+        self.colour_mode.currentIndexChanged.connect(
+            lambda _: self.set_colour_mode(self.colour_mode.currentData())
+        )
+        self.reset_button = QToolButton()
+        self.reset_button.setText("Reset")
+        self.reset_button.setToolTip("Look at the whole object again")
+        self.reset_button.clicked.connect(self.reset_camera)
+        header = QHBoxLayout()
+        header.setContentsMargins(8, 4, 8, 4)
+        header.addWidget(title, 1)
+        header.addWidget(self.colour_mode)
+        header.addWidget(self.reset_button)
+        return header
 
     # ----- VTK scene ----------------------------------------------------------------------------
     def _build_vtk(self) -> None:
@@ -138,7 +165,6 @@ class CloudPanel(QWidget):
         import vtkmodules.vtkRenderingOpenGL2  # noqa: F401
         from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
         from vtkmodules.vtkFiltersSources import vtkSphereSource
-        from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
         from vtkmodules.vtkRenderingCore import (
             vtkActor,
             vtkPointPicker,
@@ -174,28 +200,8 @@ class CloudPanel(QWidget):
         self.marker.PickableOff()
         self.marker.VisibilityOff()
         self.renderer.AddActor(self.marker)
-
-        self.scalar_bar = vtkScalarBarActor()
-        self.scalar_bar.SetTitle("|sdf|")
-        self.scalar_bar.SetNumberOfLabels(5)
-        self.scalar_bar.SetLabelFormat("%.3g")
-        self.scalar_bar.SetBarRatio(0.25)
-        self.scalar_bar.SetPosition(0.8, 0.1)
-        self.scalar_bar.SetWidth(0.17)
-        self.scalar_bar.SetHeight(0.76)
-        self.scalar_bar.UnconstrainedFontSizeOn()
-        for text in (
-            self.scalar_bar.GetTitleTextProperty(),
-            self.scalar_bar.GetLabelTextProperty(),
-        ):
-            text.SetColor(*_hex_rgb(style.TEXT))
-            text.SetFontSize(12)
-            text.ShadowOff()
-            text.BoldOff()
-            text.ItalicOff()
-        self.scalar_bar.VisibilityOff()
+        self.scalar_bar = _score_bar()
         self.renderer.AddViewProp(self.scalar_bar)
-
         self.picker = vtkPointPicker()
         self.picker.SetTolerance(0.004)
         self.picker.PickFromListOn()
@@ -243,8 +249,28 @@ class CloudPanel(QWidget):
             self.vtk_widget.close()
 
     # ----- content ----------------------------------------------------------------------------
+    def bind(self, session: InspectorSession) -> None:
+        session.events.view.connect(self.show_view)
+        session.events.selection.connect(self.show_selection)
+
+    def show_view(self, view: View) -> None:
+        if view.loading:
+            return
+        self.show_sample(view.sample, view.prediction)
+
+    def show_selection(self, selection: Selection | None) -> None:
+        """Dim all but the selected region and fly there; a pixel outside gets the marker."""
+        mask = None if selection is None else selection.mask
+        self.highlight_region(mask, fly=True)
+        if selection is not None and mask is None:
+            self.set_marker(selection.row, selection.col)
+
     def show_sample(self, sample: Sample | None, prediction: Prediction | None = None) -> None:
-        """All valid points before a prediction exists; the object points once it does."""
+        """All valid points before a prediction exists; the object points once it does.
+
+        The geometry is built once per sample and set of points: a new prediction for the same
+        points (another model, a rescoring) only recolours them.
+        """
         if sample is None:
             self.cloud = None
             self._view_key = None
@@ -255,14 +281,19 @@ class CloudPanel(QWidget):
                 self.render()
             return
         keep = None if prediction is None else prediction.object_mask
-        scores = None if prediction is None else prediction.point_scores
+        scores = None if prediction is None else prediction.point_map
         # Re-frame when the sample or the kind of cloud (all points / object only) changes.
         view_key = (sample.ref.key, prediction is not None)
         reframe = view_key != self._view_key
         self._view_key = view_key
+        self._has_prediction = prediction is not None
+        if self.cloud is not None and not reframe and _same_mask(keep, self._keep):
+            set_scores(self.cloud, scores)
+            self._apply_colouring()
+            return
+        self._keep = keep
         self.cloud = build_cloud(sample.xyz, keep, scores, sample.rgb)
         self.selected_points = None
-        self._has_prediction = prediction is not None
         if self.vtk_widget is None:
             return
         self.mapper.SetInputData(self.cloud.polydata)
@@ -276,11 +307,6 @@ class CloudPanel(QWidget):
             self.renderer.ResetCameraClippingRange()
             self.render()
 
-    def update_scores(self, prediction: Prediction) -> None:
-        if self.cloud is not None:
-            set_scores(self.cloud, prediction.point_scores)
-            self._apply_colouring()
-
     def set_levels(self, low: float, high: float) -> None:
         self._levels = (float(low), float(high))
         self._apply_colouring()
@@ -291,10 +317,6 @@ class CloudPanel(QWidget):
         if index != self.colour_mode.currentIndex():
             self.colour_mode.setCurrentIndex(index)
         self._apply_colouring()
-
-    @property
-    def colour_mode_name(self) -> str:
-        return self._mode
 
     def _apply_colouring(self) -> None:
         if self.cloud is None:
@@ -383,7 +405,6 @@ class CloudPanel(QWidget):
 
         self._fly.valueChanged.connect(step)
         self._fly.start()
-        self.target_focal = end_focal
 
     def camera_focal_point(self) -> np.ndarray | None:
         if self.vtk_widget is None:

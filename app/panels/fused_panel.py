@@ -10,8 +10,8 @@ from PySide6.QtWidgets import QCheckBox, QWidget
 from mdss_app import style
 from mdss_app.panels.image_view import ImageView2D
 from mdss_app.panels.overlays import mask_outline
-from mdss_core.io import Sample
-from mdss_core.prediction import Prediction
+from mdss_app.session import InspectorSession, View
+from mdss_core.api import RegionSet
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
@@ -24,9 +24,7 @@ class FusedPanel(ImageView2D):
     def __init__(self, opacity: float = 0.6, parent: QWidget | None = None) -> None:
         super().__init__("Fused", "fused score = max(RGB, 3D)", parent)
         self.title.setToolTip("Fused RGB + 3D anomaly map over a grey copy of the image")
-        self._prediction: Prediction | None = None
         self._gt: np.ndarray | None = None
-        self._threshold = float("nan")
 
         self.threshold_curve = pg.PlotCurveItem(pen=pg.mkPen(style.THRESHOLD, width=1.6))
         self.gt_curve = pg.PlotCurveItem(
@@ -51,7 +49,15 @@ class FusedPanel(ImageView2D):
         self.opacity_slider = self.add_opacity_slider(opacity)
         self.opacity_label.setVisible(False)  # the RGB panel's label explains the slider
 
-    def show_sample(self, sample: Sample | None) -> None:
+    def bind(self, session: InspectorSession) -> None:
+        session.events.view.connect(self.show_view)
+        session.events.regions.connect(lambda view: self.show_regions(view.regions))
+        session.events.selection.connect(self.show_selection)
+
+    def show_view(self, view: View) -> None:
+        if view.loading:
+            return
+        sample, prediction = view.sample, view.prediction
         if sample is None:
             self.set_image(None)
             self._gt = None
@@ -59,25 +65,12 @@ class FusedPanel(ImageView2D):
             self.set_image(to_grey(sample.rgb))
             self._gt = sample.gt if sample.gt is not None and sample.gt.any() else None
         self._draw_gt()
-
-    def show_prediction(self, prediction: Prediction | None, threshold: float) -> None:
-        self._prediction = prediction
-        self._threshold = threshold
         self.set_overlay(None if prediction is None else prediction.fused_map)
-        self._draw_threshold()
+        self.show_regions(view.regions)
 
-    def set_threshold(self, threshold: float) -> None:
-        self._threshold = threshold
-        self._draw_threshold()
-
-    def has_gt_outline(self) -> bool:
-        return self.gt_curve.xData is not None and len(self.gt_curve.xData) > 0
-
-    def _draw_threshold(self) -> None:
-        mask = None
-        if self._prediction is not None and np.isfinite(self._threshold):
-            mask = self._prediction.fused_map >= self._threshold
-        x, y, connect = mask_outline(mask)
+    def show_regions(self, regions: RegionSet | None) -> None:
+        """Outline of the fused map at the pixel threshold: the regions' pixels."""
+        x, y, connect = mask_outline(None if regions is None else regions.mask())
         self.threshold_curve.setData(x, y, connect=connect)
 
     def _draw_gt(self) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtWidgets import QWidget
 
 from mdss_app.panels.image_view import ImageView2D
-from mdss_core.io import Sample
-from mdss_core.prediction import Prediction
+from mdss_app.session import InspectorSession, View
 
 
 class ImagePanel(ImageView2D):
@@ -19,11 +17,13 @@ class ImagePanel(ImageView2D):
         self.title.setToolTip("RGB image with the RGB branch's student–teacher anomaly map")
         self.opacity_slider = self.add_opacity_slider(opacity)
 
-    def show_sample(self, sample: Sample | None) -> None:
-        self.set_image(None if sample is None else sample.rgb)
+    def bind(self, session: InspectorSession) -> None:
+        session.events.view.connect(self.show_view)
+        session.events.selection.connect(self.show_selection)
 
-    def show_prediction(self, prediction: Prediction | None) -> None:
+    def show_view(self, view: View) -> None:
+        if view.loading:
+            return
+        self.set_image(None if view.sample is None else view.sample.rgb)
+        prediction = view.prediction
         self.set_overlay(None if prediction is None else prediction.rgb_map_aligned)
-
-    def overlay_values(self) -> np.ndarray | None:
-        return self.overlay.image

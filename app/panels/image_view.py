@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLa
 
 from mdss_app import style
 from mdss_app.panels.overlays import mask_outline, overlay_lut, score_colormap
+from mdss_app.session import Selection
 
 
 def panel_title(text: str) -> QLabel:
@@ -56,7 +57,17 @@ class ImageView2D(QWidget):
         self.overlay.setZValue(5)
         self.view.addItem(self.base)
         self.view.addItem(self.overlay)
+        self._add_colorbar(colorbar_label)
+        self._add_marks()
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(self.header)
+        layout.addWidget(self.graphics, 1)
 
+    def _add_colorbar(self, colorbar_label: str) -> None:
         self.colorbar = pg.ColorBarItem(
             values=(0.0, 1.0),
             colorMap=score_colormap(),
@@ -71,6 +82,8 @@ class ImageView2D(QWidget):
         # Below the image: panels are narrow and tall, so the bar takes height, not width.
         self.graphics.addItem(self.colorbar, row=1, col=0)
 
+    def _add_marks(self) -> None:
+        """Selection outline, crosshair and the "no sample" text over the image."""
         self.selection = pg.PlotCurveItem(pen=pg.mkPen(style.SELECTION, width=2.2))
         self.selection.setZValue(20)
         self.view.addItem(self.selection)
@@ -85,15 +98,6 @@ class ImageView2D(QWidget):
 
         self.placeholder = pg.TextItem("no sample", color=style.MUTED, anchor=(0.5, 0.5))
         self.view.addItem(self.placeholder, ignoreBounds=True)
-
-        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
-        self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addLayout(self.header)
-        layout.addWidget(self.graphics, 1)
 
     # ----- header helpers -------------------------------------------------------------------
     def add_opacity_slider(self, value: float) -> QSlider:
@@ -158,8 +162,12 @@ class ImageView2D(QWidget):
         self.overlay.setOpacity(float(value))
 
     def set_selection(self, mask: np.ndarray | None) -> None:
-        x, y, connect = mask_outline(mask) if mask is not None else mask_outline(None)
+        x, y, connect = mask_outline(mask)
         self.selection.setData(x, y, connect=connect)
+
+    def show_selection(self, selection: Selection | None) -> None:
+        """Outline the selected region (nothing for a pixel outside every region)."""
+        self.set_selection(None if selection is None else selection.mask)
 
     def set_crosshair(self, row: int, col: int) -> None:
         inside = self._inside(row, col)

@@ -7,7 +7,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from mdss_app import style
-from mdss_core.prediction import Prediction, Region
+from mdss_app.session import InspectorSession, Selection, Thresholds, View
+from mdss_core.api import Prediction, Region, RegionSet
 
 DRIVER_TEXT = {
     "colour": "colour (RGB branch)",
@@ -21,6 +22,22 @@ def fmt(value: float | None, digits: int = 4) -> str:
     if value is None or not np.isfinite(value):
         return "—"
     return f"{value:.{digits}g}"
+
+
+def pixel_text(view: View, row: int, col: int) -> str:
+    """One line about the pixel under the pointer: its depth and scores ("" outside)."""
+    sample, prediction = view.sample, view.prediction
+    if sample is None or not (0 <= row < sample.shape[0] and 0 <= col < sample.shape[1]):
+        return ""
+    text = f"pixel ({row}, {col})"
+    z = float(sample.xyz[row, col, 2])
+    if z:
+        text += f" · z {z * 1000:.1f} mm"
+    if prediction is not None:
+        text += f" · fused {prediction.fused_map[row, col]:.4g}"
+        text += f" · RGB {prediction.rgb_map_aligned[row, col]:.4g}"
+        text += f" · 3D {prediction.map_3d[row, col]:.4g}"
+    return text
 
 
 class _Section(QFrame):
@@ -66,8 +83,11 @@ class _Section(QFrame):
         return heads
 
     def set(self, key: str, text: str, colour: str | None = None) -> None:
-        self.values[key].setText(text)
-        self.values[key].setStyleSheet(f"color: {colour};" if colour else "")
+        label = self.values[key]
+        label.setText(text)
+        sheet = f"color: {colour};" if colour else ""
+        if label.styleSheet() != sheet:  # restyling is far dearer than comparing
+            label.setStyleSheet(sheet)
 
 
 class InspectorPanel(QWidget):
@@ -104,17 +124,41 @@ class InspectorPanel(QWidget):
         layout.addWidget(self.selection)
         layout.addWidget(self.hint)
         layout.addStretch(1)
-        self.current_region: Region | None = None
-        self.current_local: dict[str, float] | None = None
         self.clear_sample()
         self.clear_selection()
+
+    def bind(self, session: InspectorSession) -> None:
+        """Show ``session``'s current sample and selection as they change."""
+        events = session.events
+        for event in (events.view, events.regions):
+            event.connect(lambda view: self.show_view(view, session.thresholds.image))
+        events.thresholds.connect(lambda new, old: self._on_thresholds(session.view, new, old))
+        events.selection.connect(self.show_selection)
 
     # ----- sample -----------------------------------------------------------------------------
     def clear_sample(self) -> None:
         for key in self.sample.values:
             self.sample.set(key, "—")
 
-    def show_sample(self, key: str, label: int, prediction: Prediction | None) -> None:
+    def _on_thresholds(self, view: View, new: Thresholds, old: Thresholds) -> None:
+        if new.image != old.image:  # the decision; the pixel threshold comes with the regions
+            self.show_view(view, new.image)
+
+    def show_view(self, view: View, image_threshold: float) -> None:
+        if view.ref is None:
+            self.clear_sample()
+            return
+        label = view.ref.label if view.sample is None else view.sample.label
+        self.show_sample(view.ref.key, label, view.prediction, image_threshold, view.regions)
+
+    def show_sample(
+        self,
+        key: str,
+        label: int,
+        prediction: Prediction | None,
+        image_threshold: float,
+        regions: RegionSet | None = None,
+    ) -> None:
         self.sample.set("key", key)
         label_text = {0: "good", 1: "defective"}.get(label, "unknown")
         label_colour = {0: style.NORMAL, 1: style.ANOMALY}.get(label)
@@ -127,31 +171,35 @@ class InspectorPanel(QWidget):
         self.sample.set("rgb", fmt(prediction.score_rgb))
         self.sample.set("3d", fmt(prediction.score_3d))
         self.sample.set("fused", fmt(prediction.score_fused))
-        anomalous = prediction.is_anomalous
+        anomalous = prediction.score_fused >= image_threshold
         self.sample.set(
             "decision",
-            f"{'DEFECT' if anomalous else 'OK'}  (≥ {fmt(prediction.image_threshold, 3)})"
+            f"DEFECT  (≥ {fmt(image_threshold, 3)})"
             if anomalous
-            else f"OK  (< {fmt(prediction.image_threshold, 3)})",
+            else f"OK  (< {fmt(image_threshold, 3)})",
             style.ANOMALY if anomalous else style.NORMAL,
         )
-        self.sample.set("regions", str(len(prediction.regions)))
+        self.sample.set("regions", "…" if regions is None else str(len(regions)))
         total = prediction.timings_ms.get("total")
         if total is None and prediction.timings_ms:
             total = float(sum(prediction.timings_ms.values()))
         self.sample.set("time", "—" if total is None else f"{total:.0f} ms")
 
     # ----- selection --------------------------------------------------------------------------
+    def show_selection(self, selection: Selection | None) -> None:
+        if selection is None:
+            self.clear_selection()
+        elif selection.region is not None:
+            self.show_region(selection.region, selection.xyz_mm)
+        else:
+            self.show_local(selection.row, selection.col, selection.scores, selection.xyz_mm)
+
     def clear_selection(self) -> None:
-        self.current_region = None
-        self.current_local = None
         for key in self.selection.values:
             self.selection.set(key, "—")
         self.selection.set("what", "nothing", style.MUTED)
 
     def show_region(self, region: Region, xyz_mm: tuple[float, float, float] | None = None) -> None:
-        self.current_region = region
-        self.current_local = None
         self.selection.set("what", f"region #{region.label}", style.SELECTION)
         self._set_heads("max", "mean")
         area = f"{region.area_px} px"
@@ -179,8 +227,6 @@ class InspectorPanel(QWidget):
         scores: dict[str, float],
         xyz_mm: tuple[float, float, float] | None = None,
     ) -> None:
-        self.current_region = None
-        self.current_local = dict(scores)
         self.selection.set("what", f"pixel ({row}, {col}) · no region", style.TEXT)
         self._set_heads("at pixel", "detail")
         self.selection.set("area", "—")

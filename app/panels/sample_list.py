@@ -1,13 +1,13 @@
-"""Sample list: every sample of the folder with its labels and (once predicted) its scores.
+"""Sample list: every sample of the folder with its labels and (once scored) its scores.
 
-A table model holds refs + scores; a proxy sorts (numerically, via SORT_ROLE) and filters by
-text and split; the panel wraps the view and reports the current sample.
+A table model over the session's refs reads scores and decisions from the session; a proxy
+sorts (numerically, via SORT_ROLE) and filters by text and split; the panel wraps the view and
+selects the current sample in the session.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -15,7 +15,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
-    Signal,
+    QTimer,
 )
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from mdss_app import style
-from mdss_core.io import SampleRef
+from mdss_app.session import InspectorSession, Thresholds
+from mdss_core.api import DatasetIndex, Prediction, SampleRef
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -42,67 +43,68 @@ ALL_SPLITS = ""
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
-@dataclass
-class SampleRow:
-    ref: SampleRef
-    rgb: float = math.nan
-    geo: float = math.nan
-    fused: float = math.nan
-
-    @property
-    def scored(self) -> bool:
-        return not math.isnan(self.fused)
-
-
 class SampleTableModel(QAbstractTableModel):
-    def __init__(self, parent=None) -> None:
+    """The session's samples as table rows; scores and decisions are read from the session."""
+
+    def __init__(self, session: InspectorSession, parent=None) -> None:
         super().__init__(parent)
-        self.rows: list[SampleRow] = []
+        self.session = session
+        self.refs: list[SampleRef] = []
         self._row_of: dict[str, int] = {}
-        self.image_threshold = math.nan
         self.hide_split = False  # one split shown: its name would repeat on every row
 
     # ----- content ----------------------------------------------------------------------------
     def set_refs(self, refs: list[SampleRef]) -> None:
         self.beginResetModel()
-        self.rows = [SampleRow(r) for r in refs]
-        self._row_of = {r.key: i for i, r in enumerate(refs)}
+        self.refs = list(refs)
+        self._row_of = {r.key: i for i, r in enumerate(self.refs)}
         self.endResetModel()
 
-    def set_scores(self, key: str, rgb: float, geo: float, fused: float) -> None:
-        row = self._row_of.get(key)
-        if row is None:
+    def scores_changed(self, key: str | None = None) -> None:
+        """One sample's scores (``key``) or every sample's changed."""
+        row = None if key is None else self._row_of.get(key)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, COL_RGB), self.index(row, COL_DECISION))
+        elif key is None:
+            self._all_changed(COL_RGB)
+
+    def decisions_changed(self, old: float, new: float) -> None:
+        """The image threshold moved from ``old`` to ``new``: repaint the samples it crossed.
+
+        One cell at a time: a view repaints all it shows for any change to a range of cells,
+        and a threshold drag moves past only a few scores per step.
+        """
+        if math.isnan(old) or math.isnan(new):
+            self._all_changed(COL_FUSED)
             return
-        item = self.rows[row]
-        item.rgb, item.geo, item.fused = float(rgb), float(geo), float(fused)
-        self.dataChanged.emit(self.index(row, COL_RGB), self.index(row, COL_DECISION))
-
-    def clear_scores(self) -> None:
-        for item in self.rows:
-            item.rgb = item.geo = item.fused = math.nan
-        self._all_changed(COL_RGB)
-
-    def set_image_threshold(self, value: float) -> None:
-        self.image_threshold = float(value)
-        self._all_changed(COL_DECISION)
+        low, high = min(old, new), max(old, new)
+        predictions = self.session.predictions
+        for row, ref in enumerate(self.refs):
+            prediction = predictions.get(ref.key)
+            if prediction is not None and low <= prediction.score_fused < high:
+                for col in (COL_FUSED, COL_DECISION):
+                    self.dataChanged.emit(self.index(row, col), self.index(row, col))
 
     def _all_changed(self, first_col: int) -> None:
-        if self.rows:
+        if self.refs:
             self.dataChanged.emit(
-                self.index(0, first_col), self.index(len(self.rows) - 1, COL_DECISION)
+                self.index(0, first_col), self.index(len(self.refs) - 1, COL_DECISION)
             )
 
     def row_of(self, key: str) -> int | None:
         return self._row_of.get(key)
 
-    def decision(self, item: SampleRow) -> str:
-        if not item.scored or math.isnan(self.image_threshold):
+    def scored(self) -> int:
+        return sum(ref.key in self.session.predictions for ref in self.refs)
+
+    def decision(self, prediction: Prediction | None) -> str:
+        if prediction is None or math.isnan(self.session.thresholds.image):
             return ""
-        return "defect" if item.fused >= self.image_threshold else "ok"
+        return "defect" if self.session.is_flagged(prediction) else "ok"
 
     # ----- Qt model interface ---------------------------------------------------------------
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.rows)
+        return 0 if parent.isValid() else len(self.refs)
 
     def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: N802, B008
         return 0 if parent.isValid() else len(COLUMNS)
@@ -122,29 +124,27 @@ class SampleTableModel(QAbstractTableModel):
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
-        item = self.rows[index.row()]
+        ref = self.refs[index.row()]
+        prediction = self.session.predictions.get(ref.key)
         col = index.column()
-        ref = item.ref
         if role == KEY_ROLE:
             return ref.key
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(item, col)
+            return self._display(ref, prediction, col)
         if role == SORT_ROLE:
-            return self._sort_value(item, col)
+            return self._sort_value(ref, prediction, col)
         if role == Qt.ItemDataRole.ForegroundRole:
-            return self._colour(item, col)
+            return self._colour(ref, prediction, col)
         if role == Qt.ItemDataRole.TextAlignmentRole and col >= COL_RGB:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
-            if col == COL_FUSED and self.decision(item):
-                return (
-                    f"decision: {self.decision(item)} (image threshold {self.image_threshold:.4g})"
-                )
+            decision = self.decision(prediction)
+            if col == COL_FUSED and decision:
+                return f"decision: {decision} (image threshold {self.session.thresholds.image:.4g})"
             return f"{ref.key}\n{ref.rgb_path}"
         return None
 
-    def _display(self, item: SampleRow, col: int) -> str:
-        ref = item.ref
+    def _display(self, ref: SampleRef, prediction: Prediction | None, col: int) -> str:
         if col == COL_SAMPLE:
             parts = (
                 (ref.defect, ref.sample_id)
@@ -155,29 +155,31 @@ class SampleTableModel(QAbstractTableModel):
         if col == COL_GT:
             return {0: "good", 1: "defect"}.get(ref.label, "?")
         if col in (COL_RGB, COL_3D, COL_FUSED):
-            value = (item.rgb, item.geo, item.fused)[col - COL_RGB]
-            return "" if math.isnan(value) else f"{value:.3g}"
-        return self.decision(item)
+            return "" if prediction is None else f"{_score(prediction, col):.3g}"
+        return self.decision(prediction)
 
-    def _sort_value(self, item: SampleRow, col: int):
+    def _sort_value(self, ref: SampleRef, prediction: Prediction | None, col: int):
         if col in (COL_RGB, COL_3D, COL_FUSED):
-            value = (item.rgb, item.geo, item.fused)[col - COL_RGB]
-            return -math.inf if math.isnan(value) else value
+            return -math.inf if prediction is None else _score(prediction, col)
         if col == COL_SAMPLE:
-            return item.ref.key
+            return ref.key
         if col == COL_GT:
-            return item.ref.label
-        return self._display(item, col)
+            return ref.label
+        return self._display(ref, prediction, col)
 
-    def _colour(self, item: SampleRow, col: int) -> QBrush | None:
+    def _colour(self, ref: SampleRef, prediction: Prediction | None, col: int) -> QBrush | None:
         if col == COL_GT:
-            colour = {0: style.NORMAL, 1: style.ANOMALY}.get(item.ref.label, style.UNKNOWN)
+            colour = {0: style.NORMAL, 1: style.ANOMALY}.get(ref.label, style.UNKNOWN)
             return QBrush(QColor(colour))
         if col in (COL_DECISION, COL_FUSED):
-            decision = self.decision(item)
+            decision = self.decision(prediction)
             if decision:
                 return QBrush(QColor(style.ANOMALY if decision == "defect" else style.NORMAL))
         return None
+
+
+def _score(prediction: Prediction, col: int) -> float:
+    return (prediction.score_rgb, prediction.score_3d, prediction.score_fused)[col - COL_RGB]
 
 
 class SampleFilterProxy(QSortFilterProxyModel):
@@ -198,8 +200,8 @@ class SampleFilterProxy(QSortFilterProxyModel):
         model = self.sourceModel()
         if model is not None:
             model.hide_split = bool(split)
-            if model.rows:
-                model.dataChanged.emit(model.index(0, 0), model.index(len(model.rows) - 1, 0))
+            if model.refs:
+                model.dataChanged.emit(model.index(0, 0), model.index(len(model.refs) - 1, 0))
         if refilter is not None:
             self.endFilterChange()
         else:
@@ -207,20 +209,20 @@ class SampleFilterProxy(QSortFilterProxyModel):
 
     def filterAcceptsRow(self, source_row: int, source_parent: AnyIndex) -> bool:  # noqa: N802
         model = self.sourceModel()
-        if self.split and model.rows[source_row].ref.split != self.split:
+        if self.split and model.refs[source_row].split != self.split:
             return False
         return super().filterAcceptsRow(source_row, source_parent)
 
 
 class SampleListPanel(QWidget):
-    current_changed = Signal(object)  # SampleRef | None
+    """The session's samples, sortable and filterable; choosing one selects it in the session."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: InspectorSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.model = SampleTableModel(self)
+        self.session = session
+        self.model = SampleTableModel(session, self)
         self.proxy = SampleFilterProxy(self)
         self.proxy.setSourceModel(self.model)
-
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter (id, defect, ok/defect…)")
         self.filter_edit.setClearButtonEnabled(True)
@@ -232,32 +234,14 @@ class SampleListPanel(QWidget):
         )
         self.count_label = QLabel("")
         self.count_label.setObjectName("muted")
-
-        self.view = QTableView()
-        self.view.setObjectName("sampleTable")
-        self.view.setModel(self.proxy)
-        self.view.setSortingEnabled(True)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.view.setAlternatingRowColors(True)
-        self.view.setShowGrid(False)
-        self.view.setWordWrap(False)
-        self.view.verticalHeader().setVisible(False)
-        self.view.verticalHeader().setDefaultSectionSize(22)
-        header = self.view.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        header.setHighlightSections(False)
-        self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep folder order at first
-        # The decision shows as the fused score's colour; the column stays for the text filter.
-        self.view.setColumnHidden(COL_DECISION, True)
-        self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
-        self.proxy.rowsInserted.connect(self._update_count)
-        self.proxy.rowsRemoved.connect(self._update_count)
-        self.proxy.modelReset.connect(self._update_count)
+        self.view = self._build_view()
+        self._fit_columns = QTimer(self)  # scores arrive in bursts: fit the columns once after
+        self._fit_columns.setSingleShot(True)
+        self._fit_columns.setInterval(200)
+        self._fit_columns.timeout.connect(self.view.resizeColumnsToContents)
+        for signal in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset):
+            signal.connect(self._update_count)
         self.proxy.layoutChanged.connect(self._update_count)
-
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.filter_edit, 1)
@@ -268,6 +252,57 @@ class SampleListPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.count_label)
+        self._follow(session)
+
+    def _build_view(self) -> QTableView:
+        view = QTableView()
+        view.setObjectName("sampleTable")
+        view.setModel(self.proxy)
+        view.setSortingEnabled(True)
+        view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        view.setAlternatingRowColors(True)
+        view.setShowGrid(False)
+        view.setWordWrap(False)
+        view.verticalHeader().setVisible(False)
+        view.verticalHeader().setDefaultSectionSize(22)
+        header = view.horizontalHeader()
+        # Fitted to the contents when they change (below), not on every repaint: a header that
+        # resizes to contents reads every row at each update, and a threshold change updates all.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        header.setHighlightSections(False)
+        view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep folder order at first
+        # The decision shows as the fused score's colour; the column stays for the text filter.
+        view.setColumnHidden(COL_DECISION, True)
+        view.selectionModel().currentRowChanged.connect(self._on_current_row)
+        return view
+
+    def _follow(self, session: InspectorSession) -> None:
+        events = session.events
+        events.dataset.connect(self._on_dataset)
+        events.scores_cleared.connect(self._on_scores_cleared)
+        events.scored.connect(self._on_scored)
+        events.thresholds.connect(self._on_thresholds)
+
+    def _on_dataset(self, dataset: DatasetIndex) -> None:
+        default_split = "test" if any(r.split == "test" for r in dataset.refs) else None
+        self.set_refs(list(dataset.refs), default_split)
+        self.step(0)
+
+    def _on_thresholds(self, new: Thresholds, old: Thresholds) -> None:
+        if new.image != old.image:
+            self.model.decisions_changed(old.image, new.image)
+
+    def _on_scores_cleared(self) -> None:
+        self.model.scores_changed()
+        self._update_count()
+
+    def _on_scored(self, ref: SampleRef, _prediction: object) -> None:
+        self.model.scores_changed(ref.key)
+        self._update_count()
+        self._fit_columns.start()
 
     # ----- content ----------------------------------------------------------------------------
     def set_refs(self, refs: list[SampleRef], split: str | None = None) -> None:
@@ -284,25 +319,22 @@ class SampleListPanel(QWidget):
         self.split_combo.blockSignals(False)
         self.proxy.set_split(self.split_combo.currentData() or ALL_SPLITS)
         self._update_count()
+        self.view.resizeColumnsToContents()
 
     def _update_count(self, *_) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        scored = sum(r.scored for r in self.model.rows)
+        scored = len(self.session.predictions)
         text = f"{shown} of {total} samples" if shown != total else f"{total} samples"
         if scored:
             text += f" · {scored} scored"
         self.count_label.setText(text)
-
-    def set_scores(self, key: str, rgb: float, geo: float, fused: float) -> None:
-        self.model.set_scores(key, rgb, geo, fused)
-        self._update_count()
 
     # ----- selection --------------------------------------------------------------------------
     def current_ref(self) -> SampleRef | None:
         index = self.view.currentIndex()
         if not index.isValid():
             return None
-        return self.model.rows[self.proxy.mapToSource(index).row()].ref
+        return self.model.refs[self.proxy.mapToSource(index).row()]
 
     def select_key(self, key: str) -> bool:
         row = self.model.row_of(key)
@@ -337,7 +369,4 @@ class SampleListPanel(QWidget):
         self.view.sortByColumn(column, order)
 
     def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if not current.isValid():
-            self.current_changed.emit(None)
-            return
-        self.current_changed.emit(self.model.rows[self.proxy.mapToSource(current).row()].ref)
+        self.session.select(self.current_ref() if current.isValid() else None)

@@ -1,5 +1,5 @@
 """Thresholds: the pixel threshold (regions/contours) and the image threshold (decision),
-with a histogram of the loaded samples' fused image scores."""
+with a histogram of the scored samples' fused image scores. The values live in the session."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QGridLayout,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from mdss_app import style
+from mdss_app.session import InspectorSession, Thresholds
 
 SLIDER_STEPS = 1000
 HISTOGRAM_BINS = 24
@@ -35,24 +36,32 @@ def _spin(tooltip: str) -> QDoubleSpinBox:
 
 
 class ThresholdPanel(QWidget):
-    pixel_threshold_changed = Signal(float)
-    image_threshold_changed = Signal(float)
+    """Shows the session's thresholds and sends the user's changes back to it (``bind``)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._session: InspectorSession | None = None
         self._pixel_max = 1.0
-        self._pixel_default = math.nan
-        self._image_default = math.nan
+        self._model_pixel = math.nan
         self._syncing = False
-        self._scores: list[tuple[float, int]] = []
-        # Exact values: the spin boxes show 5 decimals, the regions use the full value.
-        self._pixel = math.nan
-        self._image = math.nan
+        self.bars: list[pg.BarGraphItem] = []
+        self._build_controls()
+        self._build_plot()
+        self.summary = QLabel("")
+        self.summary.setObjectName("muted")
+        self.summary.setWordWrap(True)
+        self._lay_out()
+        self.set_enabled_controls(False)
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(120)  # many scores arrive at once: draw a few times a second
+        self._redraw_timer.timeout.connect(self._draw_histogram)
 
+    def _build_controls(self) -> None:
         self.pixel_slider = QSlider(Qt.Orientation.Horizontal)
         self.pixel_slider.setRange(0, SLIDER_STEPS)
         self.pixel_slider.setToolTip("Fused pixel score above which a pixel belongs to a region")
-        self.pixel_spin = _spin("Pixel threshold on the fused map")
+        self.pixel_spin = _spin("Pixel threshold on the fused map (exact value kept)")
         self.pixel_reset = QToolButton()
         self.pixel_reset.setText("Model")
         self.pixel_reset.setToolTip("Back to the model's pixel threshold")
@@ -61,6 +70,7 @@ class ThresholdPanel(QWidget):
         self.image_reset.setText("Model")
         self.image_reset.setToolTip("Back to the model's image threshold")
 
+    def _build_plot(self) -> None:
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(150)
         self.plot.setMenuEnabled(False)
@@ -70,7 +80,6 @@ class ThresholdPanel(QWidget):
         self.plot.setLabel("left", "samples")
         self.plot.getPlotItem().getViewBox().setDefaultPadding(0.02)
         self.legend = self.plot.addLegend(offset=(-6, 6), labelTextSize="8pt")
-        self.bars: list[pg.BarGraphItem] = []
         self.image_line = pg.InfiniteLine(
             angle=90,
             movable=True,
@@ -86,25 +95,19 @@ class ThresholdPanel(QWidget):
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.setXRange(0, 1, padding=0.02)
         self.plot.setYRange(0, 1, padding=0)
-        self.set_enabled_controls(False)
-        self.summary = QLabel("")
-        self.summary.setObjectName("muted")
-        self.summary.setWordWrap(True)
 
+    def _lay_out(self) -> None:
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setHorizontalSpacing(6)
-        pixel_label = QLabel("Pixel threshold")
-        image_label = QLabel("Image threshold")
-        grid.addWidget(pixel_label, 0, 0)
+        grid.addWidget(QLabel("Pixel threshold"), 0, 0)
         grid.addWidget(self.pixel_spin, 0, 2)
         grid.addWidget(self.pixel_reset, 0, 3)
         grid.addWidget(self.pixel_slider, 1, 0, 1, 4)
-        grid.addWidget(image_label, 2, 0)
+        grid.addWidget(QLabel("Image threshold"), 2, 0)
         grid.addWidget(self.image_spin, 2, 2)
         grid.addWidget(self.image_reset, 2, 3)
         grid.setColumnStretch(1, 1)
-
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(6)
@@ -112,94 +115,73 @@ class ThresholdPanel(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.summary)
 
+    def bind(self, session: InspectorSession) -> None:
+        """Show ``session``'s thresholds and scores; user changes go to it."""
+        self._session = session
+        session.events.thresholds.connect(lambda new, _old: self.show_thresholds(new))
+        session.events.model.connect(lambda _model: self.set_enabled_controls(True))
+        session.events.scored.connect(lambda _ref, _prediction: self._redraw_timer.start())
+        session.events.scores_cleared.connect(self._draw_histogram)
         self.pixel_slider.valueChanged.connect(self._on_pixel_slider)
         self.pixel_spin.valueChanged.connect(self._on_pixel_spin)
-        self.pixel_reset.clicked.connect(lambda: self.set_pixel_threshold(self._pixel_default))
-        self.pixel_spin.setToolTip("Pixel threshold on the fused map (exact value kept)")
+        self.pixel_reset.clicked.connect(session.reset_pixel_threshold)
         self.image_spin.valueChanged.connect(self._on_image_spin)
         self.image_line.sigPositionChanged.connect(self._on_image_line)
-        self.image_reset.clicked.connect(lambda: self.set_image_threshold(self._image_default))
+        self.image_reset.clicked.connect(session.reset_image_threshold)
 
-        self._redraw_timer = QTimer(self)
-        self._redraw_timer.setSingleShot(True)
-        self._redraw_timer.setInterval(120)
-        self._redraw_timer.timeout.connect(self._draw_histogram)
-
-    # ----- model defaults -----------------------------------------------------------------------
+    # ----- showing the thresholds -----------------------------------------------------------
     def set_enabled_controls(self, enabled: bool) -> None:
         for widget in (
             self.pixel_slider, self.pixel_spin, self.pixel_reset, self.image_spin, self.image_reset,
         ):  # fmt: skip
             widget.setEnabled(enabled)
         self.image_line.setMovable(enabled)
+        self.image_line.setVisible(enabled)
 
-    def set_defaults(self, pixel: float, image: float) -> None:
-        """New model: its thresholds become the defaults and the current values."""
-        self.set_enabled_controls(True)
-        self.image_line.setVisible(True)
-        self._pixel_default, self._image_default = float(pixel), float(image)
-        self.set_pixel_range(3.0 * pixel if pixel > 0 else 1.0)
-        self.set_pixel_threshold(pixel)
-        self.set_image_threshold(image)
+    def show_thresholds(self, thresholds: Thresholds) -> None:
+        if thresholds.model_pixel != self._model_pixel:  # a new model: its own range
+            self._model_pixel = thresholds.model_pixel
+            pixel = thresholds.model_pixel
+            self.set_pixel_range(3.0 * pixel if pixel > 0 else 1.0)
+        if thresholds.pixel > self._pixel_max:
+            self.set_pixel_range(thresholds.pixel * 1.5)
+        self._syncing = True
+        try:
+            if math.isfinite(thresholds.pixel):
+                self.pixel_spin.setValue(thresholds.pixel)
+                self.pixel_slider.setValue(self._to_slider(thresholds.pixel))
+            if math.isfinite(thresholds.image):
+                self.image_spin.setValue(thresholds.image)
+                self.image_line.setValue(thresholds.image)
+        finally:
+            self._syncing = False
+        self._update_summary()
 
     def set_pixel_range(self, maximum: float) -> None:
+        """The pixel threshold the slider's right end stands for."""
         if not (np.isfinite(maximum) and maximum > 0):
             return
         self._pixel_max = float(maximum)
         self._syncing = True
         try:
             self.pixel_spin.setSingleStep(self._pixel_max / 200)
-            if np.isfinite(self._pixel):
-                self.pixel_slider.setValue(self._to_slider(self._pixel))
+            pixel = self._thresholds().pixel
+            if np.isfinite(pixel):
+                self.pixel_slider.setValue(self._to_slider(pixel))
         finally:
             self._syncing = False
 
-    @property
-    def pixel_threshold(self) -> float:
-        return self._pixel
-
-    @property
-    def image_threshold(self) -> float:
-        return self._image
-
-    def set_pixel_threshold(self, value: float) -> None:
-        """Set the exact value (spin box and slider follow) and emit when it changed."""
-        if not np.isfinite(value) or value == self._pixel:
-            return
-        if value > self._pixel_max:
-            self.set_pixel_range(value * 1.5)
-        self._pixel = float(value)
-        self._syncing = True
-        try:
-            self.pixel_spin.setValue(self._pixel)
-            self.pixel_slider.setValue(self._to_slider(self._pixel))
-        finally:
-            self._syncing = False
-        self.pixel_threshold_changed.emit(self._pixel)
-
-    def set_image_threshold(self, value: float) -> None:
-        if not np.isfinite(value) or value == self._image:
-            return
-        self._image = float(value)
-        self._syncing = True
-        try:
-            self.image_spin.setValue(self._image)
-            self.image_line.setValue(self._image)
-        finally:
-            self._syncing = False
-        self._update_summary()
-        self.image_threshold_changed.emit(self._image)
+    def _thresholds(self) -> Thresholds:
+        return self._session.thresholds if self._session is not None else Thresholds()
 
     # ----- histogram ----------------------------------------------------------------------------
-    def set_image_scores(self, scores: list[tuple[float, int]]) -> None:
-        """(fused score, label) of every scored sample; redrawn shortly after (batched)."""
-        self._scores = list(scores)
-        self._redraw_timer.start()
-
-    def flush(self) -> None:
-        if self._redraw_timer.isActive():
-            self._redraw_timer.stop()
-            self._draw_histogram()
+    def _scores(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._session is None:
+            return np.zeros(0), np.zeros(0, int)
+        table = self._session.score_table
+        values, labels = table.scores, table.labels
+        finite = np.isfinite(values)
+        return values[finite], labels[finite]
 
     def _draw_histogram(self) -> None:
         for bar in self.bars:
@@ -208,20 +190,15 @@ class ThresholdPanel(QWidget):
         self.legend.clear()
         if self.image_line.isVisible():
             self.legend.addItem(self._line_sample, "image threshold")
-        values = np.array([s for s, _ in self._scores], float)
-        labels = np.array([lab for _, lab in self._scores], int)
-        finite = np.isfinite(values)
-        values, labels = values[finite], labels[finite]
+        values, labels = self._scores()
+        image = self._thresholds().image
         if len(values) == 0:
-            self.plot.setXRange(0, self.image_threshold * 1.5 if self.image_threshold > 0 else 1)
+            self.plot.setXRange(0, image * 1.5 if image > 0 else 1)
             self._update_summary()
             return
-        top = float(values.max())
-        if np.isfinite(self.image_threshold):
-            top = max(top, self.image_threshold)
+        top = max(float(values.max()), image) if np.isfinite(image) else float(values.max())
         hi = top * 1.05 or 1.0
         edges = np.linspace(0.0, hi, HISTOGRAM_BINS + 1)
-        width = edges[1] - edges[0]
         bottom = np.zeros(HISTOGRAM_BINS)
         for label, name, colour in (
             (0, "good", style.NORMAL),
@@ -229,35 +206,39 @@ class ThresholdPanel(QWidget):
             (-1, "unlabelled", style.UNKNOWN),
         ):
             chosen = values[labels == label]
-            if len(chosen) == 0:
-                continue
-            counts, _ = np.histogram(chosen, bins=edges)
-            bar = pg.BarGraphItem(
-                x0=edges[:-1],
-                width=width * 0.92,
-                y0=bottom.copy(),
-                height=counts,
-                brush=pg.mkBrush(colour + "cc"),
-                pen=pg.mkPen(None),
-            )
-            self.plot.addItem(bar)
-            self.legend.addItem(bar, f"{name} ({len(chosen)})")
-            self.bars.append(bar)
-            bottom += counts
+            if len(chosen):
+                counts, _ = np.histogram(chosen, bins=edges)
+                self._add_bars(edges, bottom, counts, colour, f"{name} ({len(chosen)})")
+                bottom += counts
         self.plot.setXRange(0, hi, padding=0.02)
         self.plot.setYRange(0, max(1.0, bottom.max()) * 1.6, padding=0)  # room for the legend
         self._update_summary()
 
+    def _add_bars(
+        self, edges: np.ndarray, bottom: np.ndarray, counts: np.ndarray, colour: str, name: str
+    ) -> None:
+        bar = pg.BarGraphItem(
+            x0=edges[:-1],
+            width=(edges[1] - edges[0]) * 0.92,
+            y0=bottom.copy(),
+            height=counts,
+            brush=pg.mkBrush(colour + "cc"),
+            pen=pg.mkPen(None),
+        )
+        self.plot.addItem(bar)
+        self.legend.addItem(bar, name)
+        self.bars.append(bar)
+
     def _update_summary(self) -> None:
-        values = np.array([s for s, _ in self._scores], float)
-        labels = np.array([lab for _, lab in self._scores], int)
+        values, labels = self._scores()
+        image = self._thresholds().image
         if len(values) == 0:
             self.summary.setText("No scored samples yet.")
             return
-        if not np.isfinite(self.image_threshold):
+        if not np.isfinite(image):
             self.summary.setText(f"{len(values)} scored samples")
             return
-        flagged = values >= self.image_threshold
+        flagged = values >= image
         text = f"{int(flagged.sum())} of {len(values)} flagged as defective"
         good, bad = labels == 0, labels == 1
         if good.any() and bad.any():
@@ -266,22 +247,22 @@ class ThresholdPanel(QWidget):
             text += f" · caught {recall:.0%} of defective · {false_alarms:.0%} false alarms"
         self.summary.setText(text)
 
-    # ----- syncing controls -------------------------------------------------------------------
+    # ----- the user's changes -------------------------------------------------------------------
     def _to_slider(self, value: float) -> int:
         return int(round(min(max(value / self._pixel_max, 0.0), 1.0) * SLIDER_STEPS))
 
     def _on_pixel_slider(self, position: int) -> None:
-        if not self._syncing:
-            self.set_pixel_threshold(position / SLIDER_STEPS * self._pixel_max)
+        if not self._syncing and self._session is not None:
+            self._session.set_pixel_threshold(position / SLIDER_STEPS * self._pixel_max)
 
     def _on_pixel_spin(self, value: float) -> None:
-        if not self._syncing:
-            self.set_pixel_threshold(float(value))
+        if not self._syncing and self._session is not None:
+            self._session.set_pixel_threshold(float(value))
 
     def _on_image_spin(self, value: float) -> None:
-        if not self._syncing:
-            self.set_image_threshold(float(value))
+        if not self._syncing and self._session is not None:
+            self._session.set_image_threshold(float(value))
 
     def _on_image_line(self, line: pg.InfiniteLine) -> None:
-        if not self._syncing:
-            self.set_image_threshold(max(0.0, float(line.value())))
+        if not self._syncing and self._session is not None:
+            self._session.set_image_threshold(max(0.0, float(line.value())))

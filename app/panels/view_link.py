@@ -1,4 +1,5 @@
-"""Keep 2D image views on the same centre and zoom.
+"""Keep the views together: 2D views on the same centre and zoom, one colour scale for every
+panel, one crosshair (and its 3D marker) wherever the pointer is.
 
 pyqtgraph's setXLink/setYLink copy each axis range separately; with locked aspect ratios and
 views of different pixel sizes the two links fight and the zoom drifts. Linking the centre and
@@ -7,7 +8,35 @@ the scale (image pixels per screen pixel) instead gives the same picture in ever
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyqtgraph as pg
+
+if TYPE_CHECKING:
+    from mdss_app.panels.cloud_panel import CloudPanel
+    from mdss_app.panels.image_view import ImageView2D
+
+
+class LinkedViews:
+    """The 2D views and the 3D view of one window, moved together."""
+
+    def __init__(self, views: list[ImageView2D], cloud: CloudPanel) -> None:
+        self.views, self.cloud = views, cloud
+        self.zoom = ViewLink(*(view.view for view in views))
+        for view in views:
+            view.levels_changed.connect(self.set_levels)
+
+    def set_levels(self, low: float, high: float) -> None:
+        """One colour scale for every panel: the same colour means the same score."""
+        for view in self.views:
+            if view.levels() != (low, high):
+                view.set_levels(low, high)
+        self.cloud.set_levels(low, high)
+
+    def set_crosshair(self, row: int, col: int) -> None:
+        for view in self.views:
+            view.set_crosshair(row, col)
+        self.cloud.set_marker(row, col)
 
 
 class ViewLink:

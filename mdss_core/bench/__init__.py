@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from mdss_core.batched import auto_workers
 from mdss_core.bench.floor import compute_floor
 from mdss_core.bench.measure import map_large_allocations, max_rss_bytes, mb
 from mdss_core.bench.scaling import growth, memory_of_methods, model_bytes, run_scaling
@@ -24,7 +23,7 @@ from mdss_core.bench.stages import (
     training_step_ms,
 )
 from mdss_core.bench.workload import BenchSettings, build_workload
-from mdss_core.devices import resolve_device
+from mdss_core.devices import preparing_workers, resolve_device
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 
 # Above this load per core the machine is busy with other work and timings are inflated.
@@ -48,11 +47,11 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run every measurement; returns a JSON-ready dictionary (see ``table.format_table``).
 
-    ``workers``: preparing processes of the pipelined throughput (default: ``auto_workers``).
+    ``workers``: preparing processes of the pipelined throughput (default: ``preparing_workers``).
     """
     settings = settings or BenchSettings()
     device = resolve_device(device)
-    workers = auto_workers(device) if workers is None else workers
+    workers = preparing_workers(device) if workers is None else workers
     if device.startswith("cuda"):
         # A GPU scores a batch in milliseconds: time the pipeline over enough batches to matter.
         samples = max(settings.pipeline_samples, 25 * settings.batch)

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mdss_core import fast_paths
 from mdss_core.bench.measure import interleaved_ms
 from mdss_core.geometry.network import patch_frame
 from mdss_core.model import MDSSModel
-from mdss_core.rgb.packed import packed_pdn
 
 # The reference convolution: 3×3, 256 → 256 channels on 64×64 — the width and map size of the
 # PDN's middle layers at 256² input, so its throughput is one the PDN could reach.
@@ -47,11 +47,11 @@ def reference_conv(device: str) -> tuple[Callable[[], Any], int]:
     w = torch.randn(CONV_SHAPE[1], CONV_SHAPE[1], CONV_KERNEL, CONV_KERNEL, generator=generator).to(
         device
     )
-    # On CPU the PDN runs with pre-packed weights (rgb.packed); so does the reference, when it can.
+    # On CPU the PDN runs on its fast path (pre-packed weights); so does the reference, if it can.
     layer = nn.Conv2d(CONV_SHAPE[1], CONV_SHAPE[1], CONV_KERNEL, padding=1, bias=False).to(device)
     with torch.no_grad():
         layer.weight.copy_(w)
-    packed = packed_pdn(nn.Sequential(layer)) if device == "cpu" else None
+    packed = fast_paths.pdn_forward(nn.Sequential(layer)) if device == "cpu" else None
 
     def conv() -> torch.Tensor:
         with torch.inference_mode():

@@ -17,9 +17,9 @@ from scipy.spatial import cKDTree
 
 from mdss_core.geometry.infer import scores_to_map
 from mdss_core.preprocess.pipeline import PreparedSample
+from mdss_core.rgb.branch import RGBBranch
 from mdss_core.rgb.maps import mask_to_grid, upsample_map
 from mdss_core.rgb.pdn import normalize_images
-from mdss_core.rgb.train import RGBBranch
 
 NORMAL_NEIGHBOURS = 16  # points per local PCA: enough for a stable normal on a 0.24 mm grid
 QUERY_CHUNK = 1024  # query cells per cdist call: bounds the distance matrix at chunk × bank

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mdss_core import fast_paths
 from mdss_core.bench.measure import PeakMemory, interleaved_ms, mb, tensor_bytes
 from mdss_core.bench.peer import MemoryBankPeer
 from mdss_core.bench.stages import end_to_end_call
@@ -47,8 +48,7 @@ def _predictors(work: Workload, methods: Methods) -> tuple[Callable[[], Any], Ca
     cfg = work.config
 
     def peer_once() -> None:
-        sample = ref.load()
-        methods.peer.predict(prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path))
+        methods.peer.predict(prepare(ref.load(), cfg.preprocess))
 
     return end_to_end_call(methods.model, work), peer_once
 
@@ -68,8 +68,8 @@ def memory_of_methods(work: Workload, methods: Methods, device: str) -> dict[str
     with PeakMemory(device) as peer_peak:
         peer_once()
     params, bank = model_bytes(methods.model), methods.peer.bank_bytes
-    # The packed CPU copies of the RGB weights (rgb.packed) stay in memory between predictions.
-    packed = methods.model.rgb.packed_bytes()
+    # The packed CPU copies of the weights (fast_paths) stay in memory between predictions.
+    packed = fast_paths.packed_bytes(methods.model.net)
     # The peer runs the same teacher, so its weights count for the peer too.
     teacher = tensor_bytes(methods.peer.branch.teacher.parameters())
     return {

@@ -13,7 +13,6 @@ import numpy as np
 
 from mdss_core.bench.measure import mb, median_ms, synchronize
 from mdss_core.bench.workload import Workload
-from mdss_core.geometry.infer import blur_score_grid, point_scores, scores_to_map
 from mdss_core.geometry.train import train_sdf
 from mdss_core.model import MDSSModel
 from mdss_core.preprocess.pipeline import prepare
@@ -32,16 +31,15 @@ def stage_latencies(model: MDSSModel, work: Workload) -> dict[str, Any]:
         return round(median_ms(fn, s.repeats, s.warmup, device), 2)
 
     sample = ref.load()
-    prepared = prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path)
-    patches = model.patch_settings.cut(prepared.points)
+    prepared = prepare(sample, cfg.preprocess)
+    net = model.net
+    patches = net.patch_settings.cut(prepared.points)
     stages = {
         "load": timed(ref.load),
-        "plane_and_resize": timed(
-            lambda: prepare(sample.rgb, sample.xyz, None, cfg.preprocess, ref.xyz_path)
-        ),
-        "patching": timed(lambda: model.patch_settings.cut(prepared.points)),
-        "rgb_branch": timed(lambda: model.rgb.anomaly_maps(prepared.rgb[None], amp=cfg.rgb.amp)),
-        "geometry_branch": timed(lambda: _geometry(model, prepared, patches)),
+        "plane_and_resize": timed(lambda: prepare(sample, cfg.preprocess)),
+        "patching": timed(lambda: net.patch_settings.cut(prepared.points)),
+        "rgb_branch": timed(lambda: net.rgb_maps([prepared])),
+        "geometry_branch": timed(lambda: net.point_grids([prepared], [patches])),
     }
     stages["preprocess"] = round(stages["plane_and_resize"] + stages["patching"], 2)
     # The engine's own split (its "preprocess" includes patching); fusion = everything after.
@@ -63,12 +61,6 @@ def end_to_end_call(model: MDSSModel, work: Workload) -> Callable[[], Any]:
     """One whole prediction of the bench's sample: read its files, then ``predict``."""
     ref = work.val_refs[0]
     return lambda: model.predict(ref.load())
-
-
-def _geometry(model: MDSSModel, prepared, patches: np.ndarray) -> None:
-    scores = point_scores(model.sdf, prepared.points, patches, model.device)
-    grid = scores_to_map(scores, prepared.pixel_index, prepared.size, sigma=0)
-    blur_score_grid(grid, model.config.sdf_blur_sigma)
 
 
 def batched_throughput(model: MDSSModel, work: Workload, single: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from mdss_core.config import MDSSConfig, get_preset
-from mdss_core.fusion import calibrate
+from mdss_core.fit import calibrate_net
 from mdss_core.geometry.train import train_sdf
 from mdss_core.io import SampleRef, open_dataset
 from mdss_core.model import MDSSModel
+from mdss_core.net import MDSSNet
 from mdss_core.preprocess.pipeline import PreparedSample, prepare
 from mdss_core.progress import CancelToken, check_cancel
 from mdss_core.rgb.teacher import default_teacher
@@ -108,8 +109,7 @@ def build_workload(
         out = []
         for ref in refs:
             check_cancel(cancel, "benchmark preparation")
-            s = ref.load()
-            out.append(prepare(s.rgb, s.xyz, None, config.preprocess, ref.xyz_path))
+            out.append(prepare(ref.load(), config.preprocess))
         return out
 
     return Workload(
@@ -131,25 +131,7 @@ def train_model(work: Workload, n_train: int, device: str) -> MDSSModel:
     steps = work.settings.fit_steps
     rgb = train_student(teacher, images, masks, replace(cfg.rgb, steps=steps), device)
     sdf = train_sdf([p.points for p in train], replace(cfg.sdf, steps=steps), device)
-    model = MDSSModel(cfg, rgb, sdf, _placeholder_calibration(), origin, device=device)
-    maps = [model._branch_maps(p) for p in work.val]
-    model.calibration = calibrate(
-        [m[0] for m in maps], [m[1] for m in maps], [p.foreground_mask for p in work.val]
-    )
-    model.training = {"n_train": n_train, "steps": steps, "device": device}
-    model.name = f"bench-{n_train}"
-    return model
-
-
-def _placeholder_calibration():
-    from mdss_core.fusion import Calibration
-
-    return Calibration.from_dict(
-        {
-            "rgb": {"mean": 0.0, "std": 1.0},
-            "sdf": {"mean": 0.0, "std": 1.0},
-            "image_threshold": 0.0,
-            "pixel_threshold": 0.0,
-            "n_samples": 0,
-        }
-    )
+    net = MDSSNet(rgb, sdf, cfg).to(device).eval()
+    training = {"n_train": n_train, "steps": steps, "device": device}
+    calibration = calibrate_net(net, work.val)
+    return MDSSModel(net, calibration, origin, training, f"bench-{n_train}", device)

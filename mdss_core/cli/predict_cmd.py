@@ -1,4 +1,8 @@
-"""`mdss predict MODEL INPUT… --out DIR`: float32 TIFF maps, PNG overlays and a CSV of scores."""
+"""`mdss predict MODEL INPUT… --out DIR`: float32 TIFF maps, PNG overlays and a CSV of scores.
+
+A sample that cannot be read is skipped and named on stderr; the others are scored, and the
+exit code (2) says that something was skipped.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mdss_core.cli.arguments import non_negative_int, positive_int
-from mdss_core.cli.progress_bar import ProgressBar
+from mdss_core.cli.progress_bar import ProgressBar, end_open_line
 from mdss_core.devices import DEVICE_CHOICES
 
 
@@ -23,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch",
         type=positive_int,
-        default=1,
-        help="samples per network pass (default 1; on a GPU e.g. 32)",
+        help="samples per network pass (default: 1 on CPU, 32 with a GPU)",
     )
     p.add_argument(
         "--workers",
@@ -35,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mdss_core import api
     from mdss_core.atomic import ensure_writable_folder
-    from mdss_core.batched import auto_workers
+    from mdss_core.errors import MDSSError
     from mdss_core.export import ResultWriter
     from mdss_core.io import open_dataset
     from mdss_core.model import MDSSModel
@@ -49,22 +53,41 @@ def run(args: argparse.Namespace) -> int:
         refs += list(open_dataset(path, category=args.category, split=args.split))
     # Before any scoring: a read-only or missing target fails now, not after the first sample.
     out = ensure_writable_folder(args.out)
-    writer = ResultWriter(out, png=not args.no_png)
-    flagged = 0
-    workers = auto_workers(model.device) if args.workers is None else args.workers
-    batches = model.predict_many(refs, ProgressBar(), batch_size=args.batch, workers=workers)
+    writer = ResultWriter(out, overlays=() if args.no_png else ("fused",))
+    flagged, skipped = 0, []
+    scored = api.score_folder(
+        model, refs, ProgressBar(), batch_size=args.batch, workers=args.workers
+    )
     try:
-        for ref, prediction in batches:
-            writer.add(ref, prediction)
-            flagged += prediction.is_anomalous
+        for item in scored:
+            if item.error is not None:
+                skipped.append(item.error)
+                continue
+            writer.add(item.ref, item.prediction)
+            flagged += item.prediction.is_anomalous
+        if skipped and not writer.written:
+            _report_skipped(skipped[1:])
+            raise skipped[0]  # nothing scored: no scores.csv, the first failure says why
         csv_path = writer.close()
     except BaseException as exc:  # Ctrl+C and bugs included: say what is on disk either way
         failure = partial_failure(exc, writer.written, len(refs), out)
         if failure is exc:
             raise
         raise failure from exc
-    print(f"{len(refs)} samples, {flagged} flagged anomalous; scores in {csv_path}")
+    print(f"{writer.written} samples scored, {flagged} flagged anomalous; scores in {csv_path}")
+    if skipped:
+        _report_skipped(skipped)
+        raise MDSSError(
+            f"{len(skipped)} of {len(refs)} samples could not be scored (listed above); "
+            f"{csv_path.name} lists the other {writer.written}"
+        )
     return 0
+
+
+def _report_skipped(errors: list[Exception]) -> None:
+    end_open_line()
+    for error in errors:
+        print(f"mdss: skipped {error}", file=sys.stderr)
 
 
 def partial_failure(exc: BaseException, written: int, total: int, out: Path) -> BaseException:

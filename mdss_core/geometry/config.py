@@ -1,15 +1,17 @@
-"""Settings of the signed-distance (geometry) branch, stored as plain JSON in the model file."""
+"""Settings of the 3D branch's SDF network; the named presets are in ``config.py``."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from mdss_core.config_base import ConfigBase
+from mdss_core.errors import ConfigError
 
 NORMS = ("batch", "group", "none")
 
 
 @dataclass
-class SDFConfig:
+class SDFConfig(ConfigBase):
     """Sizes and training schedule of the PointNet encoder + implicit SDF decoder.
 
     Defaults follow MDSS Table 1 (500 points per patch, batch 32, cosine-annealed lr) and the
@@ -43,14 +45,13 @@ class SDFConfig:
     sigma_neighbor: int = 51
 
     def __post_init__(self) -> None:
-        # JSON round trips turn tuples into lists; keep the dataclass hashable-friendly.
         self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
         self.noise_scales = tuple(float(s) for s in self.noise_scales)
         self.noise_copies = tuple(int(c) for c in self.noise_copies)
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` with a one-line message for settings that cannot work."""
+        """Raise ``ConfigError`` with a one-line message for settings that cannot work."""
         problems = []
         if self.norm not in NORMS:
             problems.append(f"norm must be one of {NORMS}, got {self.norm!r}")
@@ -70,44 +71,4 @@ class SDFConfig:
         if self.coverage <= 0 or self.lr <= 0:
             problems.append("coverage and lr must be positive")
         if problems:
-            raise ValueError("invalid SDFConfig: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SDFConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused so typos do not pass silently."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"invalid SDFConfig: unknown keys {unknown}")
-        return cls(**data)
-
-    @classmethod
-    def paper(cls) -> SDFConfig:
-        """Table 1 / Shape-guided sizes (about 3.2 M parameters); meant for a GPU.
-
-        The step count (50 000 batches of 32 patches) is our choice: neither paper states one.
-        """
-        return cls()
-
-    @classmethod
-    def fast(cls) -> SDFConfig:
-        """Small network (~0.15 M parameters) for CPU: 2000 steps of ~0.04 s on 2 idle cores.
-
-        Same 500-point patches; narrower/shallower layers, fewer queries, larger lr (short run).
-        """
-        return cls(
-            encoder_channels=(32, 64, 256),
-            encoder_head=128,
-            latent=64,
-            hidden=128,
-            decoder_layers=3,
-            queries_per_patch=128,
-            batch_size=16,
-            steps=2000,
-            lr=1e-3,
-            lr_min=1e-5,
-        )
+            raise ConfigError("invalid SDFConfig: " + "; ".join(problems))

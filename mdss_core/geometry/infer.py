@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import weakref
-
 import cv2
 import numpy as np
 import torch
 
-from mdss_core.devices import weights_key
+from mdss_core import fast_paths
+from mdss_core.devices import patches_per_pass
 from mdss_core.geometry.network import SDFNet, patch_frame
-from mdss_core.geometry.packed import Decode, packed_decoder
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
-
-CPU_PATCH_BATCH = 8
-CUDA_PATCH_BATCH = 512
-
-# Packed decoders kept between predictions, per network, with the (weights_key, rows) they were
-# built for: packing + trial call cost ~1.6 ms per prediction (demo model). Weak keys: a network
-# that is dropped takes its packed copy with it.
-_packed_decoders: weakref.WeakKeyDictionary[SDFNet, tuple[tuple, Decode | None]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def point_scores(
@@ -39,14 +27,12 @@ def point_scores(
     the point well is enough to call it normal. Points in no patch score 0. The values are in
     patch-normalised units (patch extent = 1), as the network sees them.
 
-    ``batch_size`` patches go through the network at once; by default few on CPU, where a batch
-    whose activations fit in the cache runs fastest (8 × 500 points: ~1.6× faster than 64,
-    measured on 2 cores), and many on CUDA, where large batches fill the GPU.
+    ``batch_size`` patches go through the network at once (default:
+    :func:`mdss_core.devices.patches_per_pass`).
 
-    Float32 on every device, CUDA included (no autocast): the scores are small distances
-    (median ~4e-3 of the patch extent), and under CPU-emulated autocast (demo model, 6 samples)
-    the median per-point change was 17–21 % of the median score in bfloat16 and ~3 % in
-    float16. The branch is a fifth of a prediction's FLOPs.
+    Float32 on every device, CUDA included (no autocast): the scores are small distances that
+    half precision visibly changes (``docs/experiments.md``, GPU), and the branch is a fifth of
+    a prediction's FLOPs.
     """
     points = np.asarray(points, dtype=np.float32)
     patches = np.asarray(patches)
@@ -58,7 +44,7 @@ def point_scores(
         raise ValueError("patch indices fall outside the point array")
     device = torch.device(device)
     if batch_size is None:
-        batch_size = CUDA_PATCH_BATCH if device.type == "cuda" else CPU_PATCH_BATCH
+        batch_size = patches_per_pass(device.type)
     pts = torch.from_numpy(points).to(device)
     index = torch.from_numpy(patches.astype(np.int64)).to(device)
     best = torch.full((len(points),), torch.inf, device=device)
@@ -84,22 +70,11 @@ def point_scores(
     return best.cpu().numpy().astype(np.float32)
 
 
-def _inference_decoder(net: SDFNet, device: torch.device, rows: int) -> Decode:
-    """The packed float32 decoder on CPU (see :mod:`mdss_core.geometry.packed`), else the net's.
-
-    The packed form is reused while the decoder's weights and ``rows`` stay the same, and
-    rebuilt after they change (training, ``load_state_dict``, ``to``).
-    """
-    first = next(net.parameters(), None)
-    float32_cpu = device.type == "cpu" and first is not None and first.dtype == torch.float32
-    if not (float32_cpu and isinstance(net, SDFNet)):
-        return net.decode
-    key = (weights_key(net.decoder), rows)
-    cached = _packed_decoders.get(net)
-    if cached is None or cached[0] != key:
-        cached = (key, packed_decoder(net.decoder, rows))
-        _packed_decoders[net] = cached
-    return cached[1] or net.decode
+def _inference_decoder(net: SDFNet, device: torch.device, rows: int) -> fast_paths.Decode:
+    """The decoder's CPU fast path when it has one (:mod:`mdss_core.fast_paths`), else its own."""
+    if device.type == "cpu" and isinstance(net, SDFNet):
+        return fast_paths.decoder_forward(net.decoder, rows) or net.decode
+    return net.decode
 
 
 def scores_to_map(

@@ -112,6 +112,12 @@ def open_dataset(
     return DatasetIndex(root, refs, cat_name, problems)
 
 
+def category_names(root: str | Path) -> list[str]:
+    """Names of the category folders under a dataset root (none when ``root`` is not one)."""
+    root = Path(root).expanduser()
+    return [p.name for p in _category_folders(root)] if root.is_dir() else []
+
+
 def _is_category(path: Path) -> bool:
     return any((path / s).is_dir() and _defect_folders(path / s) for s in SPLITS)
 

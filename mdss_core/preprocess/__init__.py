@@ -2,7 +2,12 @@
 
 from mdss_core.preprocess.mask import foreground_mask
 from mdss_core.preprocess.patches import farthest_point_sampling, make_patches
-from mdss_core.preprocess.pipeline import PreparedSample, PreprocessConfig, prepare
+from mdss_core.preprocess.pipeline import (
+    PreparedSample,
+    PreprocessConfig,
+    prepare,
+    prepare_arrays,
+)
 from mdss_core.preprocess.plane import (
     Plane,
     fit_plane_ransac,
@@ -20,6 +25,7 @@ __all__ = [
     "foreground_mask",
     "make_patches",
     "prepare",
+    "prepare_arrays",
     "remove_background_plane",
     "resize_nearest",
     "resize_rgb",

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mdss_core.config_base import ConfigBase
 from mdss_core.errors import DataError
+from mdss_core.io.sample import Sample
 from mdss_core.preprocess.mask import foreground_mask
 from mdss_core.preprocess.plane import Plane, remove_background_plane, valid_points_mask
 from mdss_core.preprocess.resize import resize_nearest, resize_rgb
 
 
 @dataclass
-class PreprocessConfig:
-    """Preprocessing settings; plain numbers so ``dataclasses.asdict`` gives JSON."""
+class PreprocessConfig(ConfigBase):
+    """Preprocessing settings."""
 
     size: int = 256
     plane_distance: float = 0.005
@@ -74,7 +76,16 @@ def _check_inputs(
     return rgb, xyz, gt
 
 
-def prepare(
+def prepare(sample: Sample, config: PreprocessConfig) -> PreparedSample:
+    """Preprocess a loaded sample for both branches; errors name its point cloud file.
+
+    The ground truth is left out: prediction and training never look at it at model size
+    (evaluation compares maps with it at the sample's own resolution).
+    """
+    return prepare_arrays(sample.rgb, sample.xyz, None, config, sample.ref.xyz_path)
+
+
+def prepare_arrays(
     rgb: np.ndarray,
     xyz: np.ndarray,
     gt: np.ndarray | None,

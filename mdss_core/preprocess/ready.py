@@ -29,6 +29,14 @@ class PatchSettings:
         return make_patches(points, self.k, self.coverage, seed=self.seed)
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """Everything that turns a loaded sample into network input for one model."""
+
+    preprocess: PreprocessConfig
+    patching: PatchSettings
+
+
 @dataclass
 class ReadySample:
     """Everything the networks need for one sample, plus the sample for the full-size maps."""
@@ -39,19 +47,14 @@ class ReadySample:
     preprocess_ms: float  # plane removal, resize, masks and patching (file reading excluded)
 
 
-def make_ready(
-    sample: Sample, preprocess: PreprocessConfig, patching: PatchSettings
-) -> ReadySample:
+def make_ready(sample: Sample, preparation: Preparation) -> ReadySample:
     """Preprocess a loaded sample and cut its patches; raises ``DataError`` for bad arrays."""
     start = time.perf_counter()
-    # No gt: prediction never looks at it (evaluation compares at full resolution).
-    prepared = prepare(sample.rgb, sample.xyz, None, preprocess, sample.ref.xyz_path)
-    patches = patching.cut(prepared.points)
+    prepared = prepare(sample, preparation.preprocess)
+    patches = preparation.patching.cut(prepared.points)
     return ReadySample(sample, prepared, patches, 1e3 * (time.perf_counter() - start))
 
 
-def load_ready(
-    ref: SampleRef, preprocess: PreprocessConfig, patching: PatchSettings
-) -> ReadySample:
+def load_ready(ref: SampleRef, preparation: Preparation) -> ReadySample:
     """:func:`make_ready` on the sample's files (the job a worker process runs)."""
-    return make_ready(ref.load(), preprocess, patching)
+    return make_ready(ref.load(), preparation)

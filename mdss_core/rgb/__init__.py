@@ -1,6 +1,7 @@
 """RGB branch of MDSS: PDN student-teacher trained with the masked dynamic loss (paper 3.1)."""
 
-from mdss_core.rgb.config import FAST_STEPS, PAPER_STEPS, RGBConfig, fast_config, paper_config
+from mdss_core.rgb.branch import RGBBranch
+from mdss_core.rgb.config import RGBConfig
 from mdss_core.rgb.pdn import PDN, normalize_images, pdn_output_size
 from mdss_core.rgb.teacher import (
     default_teacher,
@@ -9,7 +10,6 @@ from mdss_core.rgb.teacher import (
     teacher_or_default,
 )
 from mdss_core.rgb.train import (
-    RGBBranch,
     compute_teacher_stats,
     cosine_d,
     dynamic_loss,
@@ -17,8 +17,6 @@ from mdss_core.rgb.train import (
 )
 
 __all__ = [
-    "FAST_STEPS",
-    "PAPER_STEPS",
     "PDN",
     "RGBBranch",
     "RGBConfig",
@@ -26,10 +24,8 @@ __all__ = [
     "cosine_d",
     "default_teacher",
     "dynamic_loss",
-    "fast_config",
     "load_teacher_file",
     "normalize_images",
-    "paper_config",
     "pdn_output_size",
     "save_teacher_file",
     "teacher_or_default",

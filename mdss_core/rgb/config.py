@@ -1,26 +1,23 @@
-"""Hyper-parameters of the RGB branch (paper Table 1) and the two step-count presets."""
+"""Hyper-parameters of the RGB branch (paper Table 1); the named presets are in ``config.py``."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
-from mdss_core.errors import ModelFileError
+from mdss_core.config_base import ConfigBase
+from mdss_core.errors import ConfigError
 from mdss_core.rgb.pdn import PDN_OUT_CHANNELS, PDN_SIZES
 
 TEACHER_KINDS = ("pdn", "mobilenet_v2")
 
-# EfficientAD trains its student for 70 000 steps; MDSS gives no count, so the paper preset
-# keeps EfficientAD's (a GPU job: ≈ 4 × 70 000 image passes).
+# EfficientAD trains its student for 70 000 steps; MDSS gives no count, so the default keeps
+# EfficientAD's (a GPU job: ≈ 4 × 70 000 image passes).
 PAPER_STEPS = 70_000
-# Fast preset for a 2-core CPU: 128-px crops (exact slices of the cached teacher output) cost
-# about a quarter of a 256² image, so ≈ 2 minutes buys ~200 steps of batch 4 instead of ~40.
-FAST_STEPS = 200
 
 
 @dataclass
-class RGBConfig:
+class RGBConfig(ConfigBase):
     """Student-teacher training settings (Table 1: Adam, lr 0.001, batch 4, mask on, d cosine).
 
     The dynamic factor d is cosine-annealed from ``d_start`` = 0.99 to ``d_end`` = 0.999. Why
@@ -29,9 +26,8 @@ class RGBConfig:
     shrink (the paper's motivation: "the proportion of these regions will change dynamically"),
     so the loss narrows to the top 0.1 % — EfficientAD's fixed hard-loss quantile — which keeps
     the student from imitating the teacher everywhere (imitation beyond the normal data would
-    also let it imitate anomalies). Measured with the fast preset on a held-out synthetic set,
-    RGB I-AUROC bolt / ring / disc: rising d (0.9 → 0.999) 0.629 / 0.744 / 0.689, the reverse
-    (0.999 → 0.9) 0.576 / 0.714 / 0.704.
+    also let it imitate anomalies). The reverse direction was measured and did no better
+    (``docs/experiments.md``).
     """
 
     pdn_size: str = "small"
@@ -65,18 +61,18 @@ class RGBConfig:
     def __post_init__(self) -> None:
         self.teacher_blocks = tuple(int(b) for b in self.teacher_blocks)
         if self.teacher not in TEACHER_KINDS:
-            raise ValueError(f"teacher must be one of {TEACHER_KINDS}, not {self.teacher!r}")
+            raise ConfigError(f"teacher must be one of {TEACHER_KINDS}, not {self.teacher!r}")
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
+            raise ConfigError(f"lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.teacher_channels < 1 or self.teacher_scale <= 0:
-            raise ValueError("teacher_channels and teacher_scale must be positive")
+            raise ConfigError("teacher_channels and teacher_scale must be positive")
         if self.pdn_size not in PDN_SIZES:
-            raise ValueError(f"pdn_size must be one of {PDN_SIZES}, not {self.pdn_size!r}")
+            raise ConfigError(f"pdn_size must be one of {PDN_SIZES}, not {self.pdn_size!r}")
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be at least 1")
+            raise ConfigError("steps and batch_size must be at least 1")
         for name in ("d_start", "d_end"):
             if not 0.0 < getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must lie strictly between 0 and 1")
+                raise ConfigError(f"{name} must lie strictly between 0 and 1")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of ``step`` (0-based) under ``lr_schedule``."""
@@ -84,36 +80,3 @@ class RGBConfig:
             return self.lr
         progress = min(step / (self.steps - 1), 1.0)
         return self.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["teacher_blocks"] = list(self.teacher_blocks)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "RGB config") -> RGBConfig:
-        """Inverse of :meth:`to_dict`; unknown keys (a newer file) raise ``ModelFileError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelFileError(source, f"unknown RGB config keys {unknown}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(source, f"invalid RGB config: {exc}") from exc
-
-
-def paper_config(**overrides: Any) -> RGBConfig:
-    """Table 1 settings with EfficientAD's step count (GPU)."""
-    return RGBConfig(**{"steps": PAPER_STEPS, **overrides})
-
-
-def fast_config(**overrides: Any) -> RGBConfig:
-    """CPU budget (≈ 2 minutes at 256² on 2 cores): crops, few steps, a gentler start of d.
-
-    Deviations from Table 1, on purpose: with only ~200 steps the student is under-fitted
-    everywhere, and averaging only the top 1 % of errors from the first step (d = 0.99) barely
-    moves it; d therefore starts at 0.9 and still anneals to 0.999.
-    """
-    defaults = {"steps": FAST_STEPS, "crop": 128, "d_start": 0.9}
-    return RGBConfig(**{**defaults, **overrides})

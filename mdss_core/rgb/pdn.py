@@ -154,7 +154,8 @@ def normalize_images(
     an H×W×3 image already lies that way, so no layout copy is made. ``.to(device)`` keeps it.
     Training keeps the default layout: a different layout changes the order of floating-point
     sums, and the student's training is chaotic enough that such 1-ulp differences change a
-    trained model's image scores noticeably (see README); trained models stay reproducible.
+    trained model's image scores noticeably (run-to-run spread in docs/experiments.md);
+    trained models stay reproducible.
     """
     from_numpy = isinstance(images, np.ndarray)
     tensor = torch.from_numpy(np.ascontiguousarray(images)) if from_numpy else images

@@ -1,29 +1,21 @@
-"""Student training with MDSS's masked dynamic loss, and the trained RGB branch (paper 3.1)."""
+"""Student training with MDSS's masked dynamic loss (paper 3.1); the result is an RGBBranch."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from mdss_core.devices import weights_key
-from mdss_core.errors import ModelFileError
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
+from mdss_core.rgb.branch import RGBBranch, image_batches, student_input
 from mdss_core.rgb.config import RGBConfig
-from mdss_core.rgb.maps import mask_to_grid, squared_difference_map, upsample_map
-from mdss_core.rgb.packed import PackedPDN, packed_pdn
-from mdss_core.rgb.pdn import (
-    PDN,
-    init_pdn_,
-    normalize_images,
-    pdn_output_size,
-)
+from mdss_core.rgb.maps import mask_to_grid
+from mdss_core.rgb.pdn import PDN, init_pdn_, normalize_images, pdn_output_size
 
 # torch.quantile refuses inputs above 2^24 elements; kthvalue has no such limit, but the
 # subsample keeps the selection cost bounded for large batches (4×384×56×56 ≈ 4.8 M fits).
@@ -74,11 +66,6 @@ def cosine_d(step: int, total: int, d_start: float, d_end: float) -> float:
     return d_end + (d_start - d_end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _batches(images: np.ndarray | torch.Tensor, batch_size: int) -> Iterator[slice]:
-    for start in range(0, len(images), batch_size):
-        yield slice(start, min(start + batch_size, len(images)))
-
-
 @torch.no_grad()
 def compute_teacher_stats(
     teacher: nn.Module,
@@ -110,7 +97,7 @@ def _teacher_pass(
     count = 0
     kept: list[torch.Tensor] | None = [] if keep else None
     teacher.eval()
-    for part in _batches(images, batch_size):
+    for part in image_batches(images, batch_size):
         check_cancel(cancel, "teacher statistics")
         out = teacher(normalize_images(images[part]).to(device)).float()
         # float64 sums: millions of values per channel would lose precision in float32.
@@ -129,200 +116,6 @@ def _teacher_pass(
     return mean.float(), std.float(), kept
 
 
-class RGBBranch(nn.Module):
-    """Trained RGB branch: frozen teacher, student, and the teacher's channel mean/std.
-
-    The teacher is a PDN (distilled, imported or random) or the pretrained backbone itself
-    (:class:`~mdss_core.rgb.backbone_teacher.BackboneTeacher`); both map a model-size image to
-    the unpadded student's grid. ``state_dict()`` holds only tensors (``teacher.*``,
-    ``student.*``, ``mean``, ``std``) and can go straight into safetensors; which teacher it is
-    travels in the JSON config beside it.
-    """
-
-    def __init__(
-        self, teacher: nn.Module, student: PDN, mean: torch.Tensor, std: torch.Tensor
-    ) -> None:
-        super().__init__()
-        self.teacher = teacher
-        self.student = student
-        channels = int(student.out_channels)
-        self.register_buffer("mean", mean.detach().reshape(1, channels, 1, 1).float().clone())
-        self.register_buffer("std", std.detach().reshape(1, channels, 1, 1).float().clone())
-        for parameter in self.teacher.parameters():
-            parameter.requires_grad_(False)
-        # Packed CPU forms of teacher and student, with the weights_key they were built from.
-        self._packed: tuple[tuple, tuple[nn.Module, PackedPDN] | None] | None = None
-
-    def train(self, mode: bool = True) -> RGBBranch:
-        super().train(mode)
-        self.teacher.eval()  # frozen: a backbone's BatchNorm keeps its ImageNet statistics
-        return self
-
-    @classmethod
-    def empty(cls, config: RGBConfig) -> RGBBranch:
-        """An untrained branch of the shapes ``config`` describes, to load a state dict into."""
-        groups = 2 if config.normals else 1
-        channels = config.teacher_channels * groups
-        return cls(
-            build_teacher_module(config),
-            PDN(config.pdn_size, channels, in_channels=3 * groups),
-            torch.zeros(channels),
-            torch.ones(channels),
-        )
-
-    @classmethod
-    def from_state_dict(
-        cls, state: dict[str, torch.Tensor], config: RGBConfig, source: str = "model file"
-    ) -> RGBBranch:
-        """Rebuild a branch from its tensors; missing or mis-shaped tensors → ``ModelFileError``."""
-        branch = cls.empty(config)
-        expected = branch.state_dict()
-        missing = sorted(set(expected) - set(state))
-        if missing:
-            raise ModelFileError(source, f"RGB branch tensors missing: {missing[:3]}")
-        for key, tensor in expected.items():
-            if tuple(state[key].shape) != tuple(tensor.shape):
-                raise ModelFileError(
-                    source,
-                    f"RGB tensor {key} has shape {tuple(state[key].shape)}, "
-                    f"expected {tuple(tensor.shape)} for a {config.teacher} teacher and "
-                    f"PDN-{config.pdn_size} student",
-                )
-        branch.load_state_dict(
-            {key: state[key].to(tensor.dtype) for key, tensor in expected.items()}
-        )
-        return branch.eval()
-
-    @property
-    def device(self) -> torch.device:
-        return self.mean.device
-
-    @property
-    def groups(self) -> int:
-        """Images the student sees: 1 (colour) or 2 (colour + surface normals)."""
-        return int(self.student.in_channels) // 3
-
-    def normalized_teacher(self, x: torch.Tensor) -> torch.Tensor:
-        return self._normalize_teacher_output(_teacher_features(self.teacher, x))
-
-    def _normalize_teacher_output(self, out: torch.Tensor) -> torch.Tensor:
-        return (out.float() - self.mean) / self.std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet-normalised N×3G×S×S → cell anomaly maps N×G×h×w (one per image kind)."""
-        return squared_difference_map(self.normalized_teacher(x), self.student(x), self.groups)
-
-    def packed_bytes(self) -> int:
-        """Memory held by the packed inference copies of the weights (0 before the first use)."""
-        nets = self._packed[1] if self._packed else None
-        return sum(net.nbytes for net in nets) if nets else 0
-
-    def _inference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` for inference: through packed nets on CPU float32 (see ``rgb.packed``).
-
-        The packed nets are kept between calls (packing + trial call: ~15 ms per net) and rebuilt
-        whenever the weights changed since (training, ``load_state_dict``, ``to``).
-        """
-        if self.device.type != "cpu" or x.dtype != torch.float32:
-            return self(x)
-        key = weights_key(self)
-        if self._packed is None or self._packed[0] != key:
-            # Only PDNs have a packed form; a backbone teacher runs as it is.
-            teacher = packed_pdn(self.teacher) if isinstance(self.teacher, PDN) else self.teacher
-            student = packed_pdn(self.student)
-            self._packed = (key, (teacher, student) if teacher and student else None)
-        nets = self._packed[1]
-        if nets is None:
-            return self(x)
-        teacher, student = nets
-        target = self._normalize_teacher_output(_teacher_features(teacher, x))
-        return squared_difference_map(target, student(x), self.groups)
-
-    def anomaly_maps(
-        self, images: np.ndarray | torch.Tensor, batch_size: int = 8, amp: bool = False
-    ) -> np.ndarray:
-        """uint8 N×H×W×3 images (or a float tensor, see ``normalize_images``) → N×H×W float32.
-
-        The colour map only; :meth:`map_groups` gives every map of a branch that also sees the
-        surface-normal image.
-        """
-        return self.map_groups(images, None, batch_size, amp)[:, 0]
-
-    def map_groups(
-        self,
-        images: np.ndarray | torch.Tensor,
-        normals: np.ndarray | None = None,
-        batch_size: int = 8,
-        amp: bool = False,
-    ) -> np.ndarray:
-        """Colour images (+ their normal images when the student sees both) → N×G×H×W float32.
-
-        Channel mean of the squared normalised difference at h×w, padded by 4 cells and
-        bilinearly resized to the input size. ``amp`` runs the networks in float16 on CUDA
-        (see :func:`inference_amp_dtype`); a batch whose float16 map is not finite is run again
-        in float32, so an overflow costs time, never a wrong map.
-        """
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            images = images[None]
-            normals = None if normals is None else normals[None]
-        if self.groups == 2 and normals is None:
-            raise ValueError("this RGB branch also needs the surface-normal images")
-        self.eval()
-        maps: list[np.ndarray] = []
-        dtype = inference_amp_dtype(self.device, amp)
-        with torch.inference_mode():
-            for part in _batches(images, batch_size):
-                x = _student_input(images[part], None if normals is None else normals[part])
-                x = x.contiguous(memory_format=torch.channels_last).to(self.device)
-                pixel = self._pixel_maps(x, dtype)
-                if dtype is not None and not bool(torch.isfinite(pixel).all()):
-                    # An activation beyond float16's range: this batch again in float32.
-                    pixel = self._pixel_maps(x, None)
-                maps.append(pixel.cpu().numpy())
-        if not maps:
-            return np.zeros((0, self.groups, 0, 0), dtype=np.float32)
-        return np.concatenate(maps).astype(np.float32, copy=False)
-
-    def _pixel_maps(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-        """Float32 N×G×S×S maps of a normalised batch, the networks autocast to ``dtype``."""
-        autocast = (
-            torch.autocast(x.device.type, dtype=dtype)
-            if dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            cell = self._inference_forward(x)
-        return upsample_map(cell.float(), tuple(x.shape[-2:]))
-
-
-def _teacher_features(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The teacher on each 3-channel image of the input, concatenated along channels."""
-    if x.shape[1] == 3:
-        return teacher(x)
-    return torch.cat([teacher(part) for part in torch.split(x, 3, dim=1)], dim=1)
-
-
-def _student_input(images: np.ndarray | torch.Tensor, normals: np.ndarray | None) -> torch.Tensor:
-    """ImageNet-normalised colour images, followed by the normal images when given."""
-    x = normalize_images(images)
-    return x if normals is None else torch.cat([x, normalize_images(normals)], dim=1)
-
-
-def inference_amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """Autocast dtype of inference with ``amp``: float16 on CUDA, else None (float32).
-
-    float16 rather than bfloat16, which training prefers for its range: inference needs
-    precision, and the map is a difference of two similar feature stacks. Emulated with CPU
-    autocast (demo model, 6 test samples), the median change of a map value was ~0.05 % of the
-    map's median in float16 and 0.5–0.9 % in bfloat16. The largest PDN activation seen (4
-    models, 10 samples) was ~25, far below float16's 65504, and should one overflow,
-    :meth:`RGBBranch.anomaly_maps` falls back to float32.
-    """
-    if not amp or device.type != "cuda":
-        return None
-    return torch.float16
-
-
 def _check_training_arrays(images: np.ndarray, masks: np.ndarray | None) -> None:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 N×S×S×3, got {images.dtype} {images.shape}")
@@ -336,16 +129,6 @@ def _autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     if not amp or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def build_teacher_module(config: RGBConfig) -> nn.Module:
-    """An empty teacher of the kind and shape ``config`` names (weights are loaded after)."""
-    if config.teacher == "mobilenet_v2":
-        from mdss_core.backbones.mobilenet_v2 import MobileNetV2Features
-        from mdss_core.rgb.backbone_teacher import BackboneTeacher
-
-        return BackboneTeacher(MobileNetV2Features(config.teacher_blocks), config.teacher_scale)
-    return PDN(config.pdn_size, config.teacher_channels)
 
 
 def train_student(
@@ -428,7 +211,7 @@ def train_student(
         rows = torch.from_numpy(index).to(device)
         d = cosine_d(step, config.steps, config.d_start, config.d_end)
         crop = _crop_window(config.crop, size, config.pdn_size, grid, rng, index)
-        x = _student_input(
+        x = student_input(
             _crop_pixels(images[index], crop),
             None if normals is None else _crop_pixels(normals[index], crop),
         ).to(device)

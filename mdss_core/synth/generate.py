@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
 from mdss_core.errors import DataError
+from mdss_core.io.writers import write_png, write_tiff
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.synth.categories import CATEGORIES
 from mdss_core.synth.defects import DEFECT_KINDS
@@ -126,21 +125,20 @@ def _plan(category: str, n_train: int, n_val: int, n_test: int) -> list[tuple[st
 
 def _write_sample(folder: Path, index: int, sample: SynthSample, with_gt: bool) -> None:
     stem = f"{index:03d}"
-    _write_png(folder / "rgb" / f"{stem}.png", cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR))
-    xyz_path = folder / "xyz" / f"{stem}.tiff"
-    xyz_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tifffile.imwrite(xyz_path, sample.xyz)
-    except OSError as exc:
-        raise DataError(xyz_path, f"cannot write ({exc.strerror})") from None
+    _write(folder / "rgb" / f"{stem}.png", write_png, sample.rgb)
+    _write(folder / "xyz" / f"{stem}.tiff", write_tiff, sample.xyz)
     if with_gt:
-        _write_png(folder / "gt" / f"{stem}.png", np.where(sample.gt, 255, 0).astype(np.uint8))
+        _write(
+            folder / "gt" / f"{stem}.png", write_png, np.where(sample.gt, 255, 0).astype(np.uint8)
+        )
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+def _write(path: Path, writer: Callable[[Path, np.ndarray], None], image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise DataError(path, "cannot write PNG")
+    try:
+        writer(path, image)
+    except OSError as exc:
+        raise DataError(path, f"cannot write ({exc.strerror or exc})") from None
 
 
 def _metadata(

@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 class CachedModel:
-    """The real tiny model, but ``predict_many`` replays predictions made once per session."""
+    """The real tiny model, but ``score_many`` replays predictions made once per session."""
 
     def __init__(self, model, predictions: dict) -> None:
         self._model = model
@@ -44,15 +44,19 @@ class CachedModel:
     def info(self) -> dict:
         return self._model.info()
 
-    def predict_many(self, refs, progress=None, cancel=None):
-        from mdss_core.progress import check_cancel, report
+    def score_many(self, refs, progress=None, cancel=None, batch_size=1, workers=0):
+        from mdss_core.api import DataError, Scored, check_cancel, report
 
         refs = list(refs)
         self.calls += 1
         for i, ref in enumerate(refs):
             check_cancel(cancel, "prediction")
-            ref.load()  # read the files like the real model (broken files raise DataError)
-            yield ref, copy.deepcopy(self._predictions[ref.key])
+            try:
+                ref.load()  # read the files like the real model (broken files are skipped)
+            except DataError as exc:
+                yield Scored(ref, error=exc)
+            else:
+                yield Scored(ref, copy.deepcopy(self._predictions[ref.key]))
             report(progress, "predict", i + 1, len(refs), ref.key)
 
 
@@ -110,13 +114,13 @@ def window(qtbot, settings):
 
 def open_and_score(qtbot, win, folder: Path, model) -> None:
     """Open ``folder``, use ``model`` and wait until the window has scored every sample."""
-    with qtbot.waitSignal(win.dataset_loaded, timeout=20000):
-        win.open_folder(folder)
-    with qtbot.waitSignal(win.inference_finished, timeout=60000) as blocker:
-        win.set_model(model, "model.mdss", "CPU")
+    with qtbot.waitSignal(win.commands.dataset_loaded, timeout=20000):
+        win.commands.open_folder(folder)
+    with qtbot.waitSignal(win.commands.inference_finished, timeout=60000) as blocker:
+        win.commands.use_model(model, "model.mdss", "CPU")
     assert blocker.args == ["done"]
-    qtbot.waitUntil(lambda: win.current_prediction is not None, timeout=10000)
-    qtbot.waitUntil(lambda: not win.metrics_running, timeout=30000)
+    qtbot.waitUntil(lambda: win.session.view.prediction is not None, timeout=10000)
+    qtbot.waitUntil(lambda: not win.commands.metrics_running, timeout=30000)
 
 
 @pytest.fixture

@@ -35,12 +35,12 @@ def test_torch_is_only_imported_off_the_ui_thread(tmp_path):
         "w.show()\n"
         "assert 'torch' not in sys.modules, 'window construction imported torch'\n"
         "end = time.monotonic() + 60\n"
-        "while w.devices[0][1] == 'Auto' and time.monotonic() < end:\n"
+        "while w.commands.devices[0][1] == 'Auto' and time.monotonic() < end:\n"
         "    app.processEvents()\n"
         "    time.sleep(0.05)\n"
         "w.close()\n"
         "assert seen and not any(seen), seen\n"
-        "print('ok', w.devices[0][1])\n"
+        "print('ok', w.commands.devices[0][1])\n"
     )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path))
     result = subprocess.run(

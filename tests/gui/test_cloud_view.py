@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from mdss_core.regions import region_at
 from tests.gui.conftest import open_and_score
 
 pytestmark = [pytest.mark.gui, pytest.mark.vtk]
@@ -37,7 +36,11 @@ def _frame_array(image: QImage) -> np.ndarray:
 
 def test_view_shows_object_points_coloured_by_score(vtk_window):
     win = vtk_window
-    panel, prediction, sample = win.cloud_panel, win.current_prediction, win.current_sample
+    panel, prediction, sample = (
+        win.cloud_panel,
+        win.session.view.prediction,
+        win.session.view.sample,
+    )
     expected = int((prediction.object_mask & sample.valid_mask).sum())
     assert panel.cloud.n_points == expected
     assert panel.actor.GetVisibility() and panel.scalar_bar.GetVisibility()
@@ -52,11 +55,14 @@ def test_view_shows_object_points_coloured_by_score(vtk_window):
 def test_picking_a_point_selects_its_region_and_flies_there(qtbot, vtk_window):
     win = vtk_window
     panel = win.cloud_panel
-    prediction, sample = win.current_prediction, win.current_sample
+    prediction, sample = win.session.view.prediction, win.session.view.sample
     fused = np.where(prediction.object_mask & sample.valid_mask, prediction.fused_map, -np.inf)
     row, col = np.unravel_index(int(np.argmax(fused)), fused.shape)
-    win.threshold_panel.set_pixel_threshold(float(fused[row, col]) * 0.9)
-    region = region_at(win.current_prediction, row, col)
+    threshold = float(fused[row, col]) * 0.9
+    win.session.set_pixel_threshold(threshold)
+    qtbot.waitUntil(lambda: win.session.view.regions.threshold == threshold, timeout=5000)
+    regions = win.session.view.regions
+    region = regions.at(row, col)
     assert region is not None
 
     renderer = panel.renderer
@@ -67,9 +73,9 @@ def test_picking_a_point_selects_its_region_and_flies_there(qtbot, vtk_window):
         pixel = panel.pick_display(round(x), round(y))
     assert pixel is not None
     assert abs(pixel[0] - row) <= 2 and abs(pixel[1] - col) <= 2
-    assert picked.args[0].label == region_at(win.current_prediction, *pixel).label
+    assert picked.args[0].label == regions.at(*pixel).label
 
-    mask = win.current_prediction.region_labels == picked.args[0].label
+    mask = regions.mask(picked.args[0])
     target = sample.xyz[mask & prediction.object_mask].mean(axis=0)
     qtbot.waitUntil(
         lambda: np.linalg.norm(panel.camera_focal_point() - target) < 1e-6, timeout=5000
@@ -82,12 +88,12 @@ def test_hover_moves_the_3d_marker(vtk_window):
     win = vtk_window
     cloud = win.cloud_panel.cloud
     row, col = cloud.pixel_of_point(cloud.n_points // 2)
-    win._on_hover(row, col)
+    win.hover(row, col)
     assert win.cloud_panel.marker.GetVisibility()
     np.testing.assert_allclose(
-        win.cloud_panel.marker_source.GetCenter(), win.current_sample.xyz[row, col], atol=1e-6
+        win.cloud_panel.marker_source.GetCenter(), win.session.view.sample.xyz[row, col], atol=1e-6
     )
-    win._on_hover(-1, -1)
+    win.hover(-1, -1)
     assert not win.cloud_panel.marker.GetVisibility()
 
 

@@ -57,12 +57,12 @@ def test_every_sample_failing_to_load_clears_the_busy_state(
 ):
     folder = _unloadable_copy(gui_dataset, tmp_path / "broken")
     with qtbot.waitSignal(window.error_shown, timeout=20000) as shown:
-        window.open_folder(folder)  # the first sample is selected and fails to load
+        window.commands.open_folder(folder)  # the first sample is selected and fails to load
     assert "truncated TIFF" in shown.args[0] and "\n" not in shown.args[0]
-    with qtbot.waitSignal(window.inference_finished, timeout=30000) as finished:
-        window.set_model(fast_model, "model.mdss", "CPU")
-    assert finished.args == ["done"] and not window.predictions
-    qtbot.waitUntil(lambda: not window.tasks.tasks, timeout=10000)
+    with qtbot.waitSignal(window.commands.inference_finished, timeout=30000) as finished:
+        window.commands.use_model(fast_model, "model.mdss", "CPU")
+    assert finished.args == ["done"] and not window.session.predictions
+    qtbot.waitUntil(lambda: not window.commands.tasks.tasks, timeout=10000)
     status = window.curves_panel.status.text()
     assert status.startswith("No sample could be scored:") and "truncated TIFF" in status
     assert not window.task_status.isVisible() and window.task_status.label.text() == ""
@@ -72,11 +72,11 @@ def test_a_failed_scoring_job_clears_scoring(qtbot, window, gui_dataset, fast_mo
     def disk_error(*_a, **_k):
         raise OSError(errno.EIO, "Input/output error")
 
-    with qtbot.waitSignal(window.dataset_loaded, timeout=20000):
-        window.open_folder(gui_dataset)
-    monkeypatch.setattr(fast_model, "predict_many", disk_error)
-    with qtbot.waitSignal(window.inference_finished, timeout=30000) as finished:
-        window.set_model(fast_model, "model.mdss", "CPU")
+    with qtbot.waitSignal(window.commands.dataset_loaded, timeout=20000):
+        window.commands.open_folder(gui_dataset)
+    monkeypatch.setattr(fast_model, "score_many", disk_error)
+    with qtbot.waitSignal(window.commands.inference_finished, timeout=30000) as finished:
+        window.commands.use_model(fast_model, "model.mdss", "CPU")
     assert finished.args == ["failed"]
     assert window.last_error == "input/output error"
     assert window.curves_panel.status.text() == "Scoring failed: input/output error"
@@ -94,7 +94,7 @@ def test_export_to_a_read_only_folder_is_one_line(qtbot, scored_window, tmp_path
 
     monkeypatch.setattr(os, "mkdir", read_only)
     with qtbot.waitSignal(scored_window.error_shown, timeout=30000) as shown:
-        scored_window.export_results(target)
+        scored_window.commands.export_results(target)
     assert shown.args == [f"cannot write {target}: read-only file system"]
     assert not target.exists()
 

@@ -24,7 +24,7 @@ def test_cancelled_training_keeps_the_current_model(
 ):
     open_and_score(qtbot, window, gui_dataset, fast_model)
     output = tmp_path / "never.mdss"
-    dialog = window.show_train_dialog()
+    dialog = window.commands.show_train_dialog()
     _configure(dialog, gui_dataset, output)
     assert "6 train" in dialog.data_summary.text()
     task = dialog.start_training()
@@ -37,7 +37,7 @@ def test_cancelled_training_keeps_the_current_model(
     assert "cancelled" in dialog.stage_label.text()
     assert dialog.train_button.isEnabled()
     assert not output.exists()
-    assert window.model is fast_model and len(window.predictions) > 0
+    assert window.session.model is fast_model and len(window.session.predictions) > 0
 
 
 def test_training_loads_the_new_model_and_rescores(qtbot, window, tmp_path):
@@ -45,17 +45,19 @@ def test_training_loads_the_new_model_and_rescores(qtbot, window, tmp_path):
 
     (folder,) = generate_dataset(tmp_path / "data", ["ring"], n_train=3, n_val=1, n_test=2,
                                  size=64, seed=11)  # fmt: skip
-    with qtbot.waitSignal(window.dataset_loaded, timeout=20000):
-        window.open_folder(folder)
+    with qtbot.waitSignal(window.commands.dataset_loaded, timeout=20000):
+        window.commands.open_folder(folder)
     output = tmp_path / "trained.mdss"
-    dialog = window.show_train_dialog()
+    dialog = window.commands.show_train_dialog()
     _configure(dialog, folder, output)
-    with qtbot.waitSignal(window.inference_finished, timeout=180000) as finished:
+    with qtbot.waitSignal(window.commands.inference_finished, timeout=180000) as finished:
         dialog.train_button.click()
     assert finished.args == ["done"]
-    assert output.is_file() and window.model_path == str(output)
+    assert output.is_file() and window.session.model_path == str(output)
     assert window.settings.last_model == str(output)
-    assert sorted(window.predictions) == sorted(r.key for r in window.dataset.select(split="test"))
+    assert sorted(window.session.predictions) == sorted(
+        r.key for r in window.session.dataset.select(split="test")
+    )
     assert dialog.loss_points("rgb") > 0 and dialog.loss_points("geometry") > 0
     assert "Done" in dialog.stage_label.text()
 
@@ -65,7 +67,7 @@ def test_training_refuses_a_missing_folder(qtbot, window, tmp_path, monkeypatch)
 
     warned = []
     monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda *a: warned.append(a[2])))
-    dialog = window.show_train_dialog()
+    dialog = window.commands.show_train_dialog()
     _configure(dialog, tmp_path / "nowhere", tmp_path / "m.mdss")
     assert dialog.start_training() is None
     assert "nowhere" in warned[-1] and not dialog.running

@@ -1,0 +1,264 @@
+"""The engine as a front end sees it: the one module the desktop inspector imports.
+
+Types are re-exported from where they live; functions that need the networks import them when
+called, so importing this module never imports torch. A GUI can therefore import it on its UI
+thread and run the calls that load, train or score in background tasks; calls that only touch
+arrays (regions at a threshold, a pixel's scores) are cheap NumPy/OpenCV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from mdss_core.errors import Cancelled, DataError, MDSSError, ModelFileError, WriteError
+from mdss_core.evaluation import EvaluationReport, evaluate_predictions
+from mdss_core.failures import describe, first_line
+from mdss_core.io.layout import DatasetIndex, category_names, open_dataset
+from mdss_core.io.sample import Sample, SampleRef
+from mdss_core.prediction import Prediction, Region, RegionSet, Scored
+from mdss_core.progress import CancelToken, Progress, ProgressCallback, check_cancel, report
+from mdss_core.regions import local_scores, pixel_area_mm2, regions_at, with_thresholds
+
+MODEL_SUFFIX = ".mdss"
+
+
+class Model(Protocol):
+    """What a front end needs of a trained model (:class:`mdss_core.model.MDSSModel`)."""
+
+    name: str
+    device: str
+
+    @property
+    def image_threshold(self) -> float: ...
+
+    @property
+    def pixel_threshold(self) -> float: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def score_many(
+        self,
+        refs: Iterable[SampleRef],
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        batch_size: int = 1,
+        workers: int = 0,
+    ) -> Iterator[Scored]: ...
+
+    def save(self, path: str | Path, half: bool = False) -> Path: ...
+
+
+# ----------------------------------------------------------------------------- data
+def open_folder(path: str | Path, category: str | None = None) -> DatasetIndex:
+    """Index a folder for browsing: incomplete pairs are listed in ``problems``, not fatal.
+
+    A dataset root with several categories opens ``category``, or the first one that has
+    samples (saying so in ``problems``).
+    """
+    if category is not None:
+        return open_dataset(path, category=category, strict=False)
+    names = category_names(path)
+    if len(names) <= 1:
+        return open_dataset(path, strict=False)
+    for name in names:
+        try:
+            index = open_dataset(path, category=name, strict=False)
+        except DataError:
+            continue
+        index.problems.insert(0, f"{path}: several categories; opened '{name}'")
+        return index
+    raise DataError(path, "no category with samples found")
+
+
+def refs_to_score(dataset: DatasetIndex) -> list[SampleRef]:
+    """The test split when there is one (what users inspect), otherwise every sample."""
+    test = [r for r in dataset.refs if r.split == "test"]
+    return test or list(dataset.refs)
+
+
+# ----------------------------------------------------------------------------- models
+@contextmanager
+def _file_errors(path: str | Path, what: str) -> Iterator[None]:
+    """A reader's unexpected exception as a one-line ModelFileError naming the file."""
+    try:
+        yield
+    except MDSSError:
+        raise
+    except (Exception, MemoryError) as exc:
+        raise ModelFileError(path, f"{what} ({first_line(exc)})") from None
+
+
+def load_model(path: str | Path, device: str = "auto") -> Model:
+    from mdss_core.model import MDSSModel
+
+    with _file_errors(path, "not a usable model file"):
+        return MDSSModel.load(path, device=device)
+
+
+def fit_model(
+    dataset: DatasetIndex,
+    preset: str,
+    *,
+    teacher: str | Path | None = None,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Model:
+    """Train and calibrate a model (nothing is written; ``Model.save`` writes it)."""
+    from mdss_core.model import MDSSModel
+
+    return MDSSModel.fit(
+        dataset, preset, teacher=teacher, device=device, progress=progress, cancel=cancel
+    )
+
+
+def check_teacher_file(path: str | Path) -> dict[str, Any]:
+    """Where a teacher weight file comes from; a file that cannot serve raises one line."""
+    from mdss_core.rgb.teacher import load_teacher_file
+
+    with _file_errors(path, "not a usable teacher file"):
+        return load_teacher_file(path)[1]
+
+
+def preset_names() -> list[str]:
+    from mdss_core.config import PRESETS
+
+    return list(PRESETS)
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """``[(value, label), …]`` for a device menu (imports torch: call from a background task)."""
+    from mdss_core.devices import available_devices
+
+    return available_devices()
+
+
+def device_label(device: str) -> str:
+    """Status-bar name of a device (imports torch: call from a background task)."""
+    from mdss_core.devices import device_label
+
+    return device_label(device)
+
+
+# ----------------------------------------------------------------------------- scoring
+def score_folder(
+    model: Model,
+    refs: Sequence[SampleRef],
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+) -> Iterator[Scored]:
+    """One :class:`Scored` per ref, in order, as they finish; a sample that cannot be read or
+    prepared carries its one-line error and the run goes on.
+
+    Batching and preparing workers follow the device (:mod:`mdss_core.devices`) unless given.
+    """
+    from mdss_core.devices import preparing_workers, samples_per_batch
+
+    batch = samples_per_batch(model.device) if batch_size is None else batch_size
+    workers = preparing_workers(model.device) if workers is None else workers
+    return model.score_many(refs, progress, cancel, batch_size=batch, workers=workers)
+
+
+def evaluate(
+    items: Sequence[tuple[SampleRef, Prediction]],
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> EvaluationReport | None:
+    """I-AUROC / AUPRO table and curves of scored samples, as ``mdss evaluate`` computes them;
+    ``None`` when none of them is labelled."""
+    return evaluate_predictions(items, len(items), progress, cancel)
+
+
+def export_results(
+    items: Sequence[tuple[SampleRef, Prediction]],
+    out_dir: str | Path,
+    pixel_threshold: float | None = None,
+    image_threshold: float | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """Each sample's maps (TIFF) and overlays of every modality (PNG), then ``scores.csv``,
+    judged with the given thresholds; returns the CSV's path. The predictions are unchanged."""
+    from mdss_core.atomic import ensure_writable_folder
+    from mdss_core.export import ResultWriter
+    from mdss_core.regions import with_thresholds
+
+    out = ensure_writable_folder(out_dir)  # a read-only target fails before any file is made
+    writer = ResultWriter(out, overlays=("fused", "rgb", "3d"))
+    for i, (ref, prediction) in enumerate(items):
+        check_cancel(cancel, "export")
+        writer.add(ref, with_thresholds(prediction, pixel_threshold, image_threshold))
+        report(progress, "export", i + 1, len(items), ref.key)
+    return writer.close()
+
+
+# ----------------------------------------------------------------------------- demo
+def demo_dataset() -> Path:
+    """The built-in demo category, generated on first use (a few seconds)."""
+    from mdss_core.demo import ensure_demo_dataset
+
+    return Path(ensure_demo_dataset())
+
+
+def demo_model_path() -> Path | None:
+    """The shipped demo model, else one trained into the cache earlier, else ``None``."""
+    from mdss_core.demo import demo_model_path
+
+    return demo_model_path()
+
+
+def demo_model_target() -> Path:
+    """Where a demo model trained on this machine is kept (found by :func:`demo_model_path`)."""
+    from mdss_core.demo import DEMO_MODEL_NAME, cache_dir
+
+    return cache_dir() / DEMO_MODEL_NAME
+
+
+__all__ = [
+    "MODEL_SUFFIX",
+    "Cancelled",
+    "CancelToken",
+    "DataError",
+    "DatasetIndex",
+    "EvaluationReport",
+    "MDSSError",
+    "Model",
+    "ModelFileError",
+    "Prediction",
+    "Progress",
+    "ProgressCallback",
+    "Region",
+    "RegionSet",
+    "Sample",
+    "SampleRef",
+    "Scored",
+    "WriteError",
+    "available_devices",
+    "category_names",
+    "check_cancel",
+    "check_teacher_file",
+    "demo_dataset",
+    "demo_model_path",
+    "demo_model_target",
+    "describe",
+    "device_label",
+    "evaluate",
+    "export_results",
+    "first_line",
+    "fit_model",
+    "load_model",
+    "local_scores",
+    "open_folder",
+    "pixel_area_mm2",
+    "preset_names",
+    "refs_to_score",
+    "regions_at",
+    "report",
+    "score_folder",
+    "with_thresholds",
+]

@@ -1,0 +1,65 @@
+"""From one sample's branch maps (model size) to its Prediction at the sample's own resolution.
+
+Resize, align the RGB map onto the 3D scale, fuse, score and find the regions: numpy and
+OpenCV only, so it runs wherever the maps are (no torch).
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from mdss_core.fusion import Calibration, fuse_maps, image_score
+from mdss_core.prediction import BranchMaps, Prediction
+from mdss_core.preprocess.ready import ReadySample
+from mdss_core.regions import find_regions, pixel_area_mm2
+
+
+def assemble(
+    ready: ReadySample, maps: BranchMaps, calibration: Calibration, branches_ms: float
+) -> Prediction:
+    """Full-resolution maps, fusion, regions and scores of one sample.
+
+    ``branches_ms`` is the sample's share of the network time (recorded in ``timings_ms``).
+    """
+    start = time.perf_counter()
+    sample, prepared = ready.sample, ready.prepared
+    h, w = sample.shape
+    rgb_map = _resize(maps.rgb, h, w)
+    map_3d = _resize(maps.sdf, h, w)
+    aligned = calibration.align_rgb(rgb_map)
+    fused = fuse_maps(aligned, map_3d)
+    object_mask = prepared.object_mask_full
+    point_map = cv2.resize(maps.point_grid, (w, h), interpolation=cv2.INTER_NEAREST)
+    point_map = np.where(object_mask, point_map, 0.0).astype(np.float32)
+    area = lambda: pixel_area_mm2(sample.xyz, object_mask)  # noqa: E731
+    regions = find_regions(fused, aligned, map_3d, calibration.pixel_threshold, area)
+    fusion_ms = 1e3 * (time.perf_counter() - start)
+    return Prediction(
+        sample_key=sample.ref.key,
+        rgb_map=rgb_map,
+        rgb_map_aligned=aligned,
+        map_3d=map_3d,
+        point_map=point_map,
+        object_mask=object_mask,
+        fused_map=fused,
+        score_rgb=float(maps.rgb.max()),
+        score_3d=float(maps.sdf.max()),
+        score_fused=image_score(maps.rgb, maps.sdf),
+        image_threshold=calibration.image_threshold,
+        regions=regions,
+        timings_ms={
+            "preprocess": ready.preprocess_ms,
+            "branches": branches_ms,
+            "fusion": fusion_ms,
+            "total": ready.preprocess_ms + branches_ms + fusion_ms,
+        },
+    )
+
+
+def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    if image.shape == (h, w):
+        return image.astype(np.float32, copy=False)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)

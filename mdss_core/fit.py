@@ -1,0 +1,150 @@
+"""Training a model: prepare the samples, train each branch, calibrate fusion and thresholds.
+
+The branches' training loops are :func:`mdss_core.rgb.train.train_student` and
+:func:`mdss_core.geometry.train.train_sdf`; calibration scores the validation samples through
+:meth:`MDSSNet.branch_maps` like any prediction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mdss_core import __version__
+from mdss_core.config import MDSSConfig, get_preset
+from mdss_core.devices import resolve_device
+from mdss_core.errors import DataError
+from mdss_core.fusion import Calibration, calibrate
+from mdss_core.geometry.train import train_sdf
+from mdss_core.io.layout import DatasetIndex
+from mdss_core.io.sample import SampleRef
+from mdss_core.net import MDSSNet
+from mdss_core.preprocess.pipeline import PreparedSample, prepare
+from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
+from mdss_core.rgb.teacher_choice import resolve_teacher
+from mdss_core.rgb.train import train_student
+
+
+@dataclass
+class Fitted:
+    """What training produces; :class:`mdss_core.model.MDSSModel` wraps it."""
+
+    net: MDSSNet
+    calibration: Calibration
+    teacher_origin: dict[str, Any]
+    device: str
+    training: dict[str, Any] = field(default_factory=dict)
+    name: str = "model"
+
+
+def fit(
+    dataset: DatasetIndex | Sequence[SampleRef],
+    config: MDSSConfig | str = "fast",
+    *,
+    teacher: str | Path | None = None,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Fitted:
+    """Train on the ``train`` split; calibrate fusion and thresholds on ``validation``.
+
+    Without a validation split, ``config.holdout_fraction`` of the training samples (at least
+    one) is held out for calibration. Raises ``Cancelled`` when the token is set; nothing is
+    written to disk here, so a cancelled run leaves the user's files untouched.
+    """
+    if isinstance(config, str):
+        config = get_preset(config)
+    device = resolve_device(device)
+    started = time.perf_counter()
+    train_refs, val_refs = split_for_training(dataset, config)
+    torch.manual_seed(config.seed)
+
+    teacher_net, origin, rgb_config = resolve_teacher(teacher, config.rgb, config.seed)
+    config = replace(config, rgb=rgb_config)
+    train = prepare_all(train_refs, config, "prepare", progress, cancel)
+    val = prepare_all(val_refs, config, "prepare-val", progress, cancel)
+
+    images = np.stack([p.rgb for p in train])
+    masks = np.stack([p.foreground_mask for p in train])
+    t_rgb = time.perf_counter()
+    rgb = train_student(teacher_net, images, masks, config.rgb, device, progress, cancel)
+    t_sdf = time.perf_counter()
+    sdf = train_sdf([p.points for p in train], config.sdf, device, progress, cancel)
+    t_cal = time.perf_counter()
+
+    net = MDSSNet(rgb, sdf, config).to(device).eval()
+    calibration = calibrate_net(net, val, progress, cancel)
+    training = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "seconds_rgb": round(t_sdf - t_rgb, 1),
+        "seconds_geometry": round(t_cal - t_sdf, 1),
+        "device": device,
+        "n_train": len(train),
+        "n_validation": len(val),
+        "dataset": str(getattr(dataset, "root", "")),
+        "category": getattr(dataset, "category", ""),
+        "mdss_version": __version__,
+    }
+    name = getattr(dataset, "category", "") or "model"
+    return Fitted(net, calibration, origin, device, training, name)
+
+
+def calibrate_net(
+    net: MDSSNet,
+    val: Sequence[PreparedSample],
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Calibration:
+    """Alignment statistics and default thresholds from normal validation samples."""
+    report(progress, "calibrate", 0, len(val))
+    rgb_maps, sdf_maps = [], []
+    for i, prepared in enumerate(val):
+        check_cancel(cancel, "calibration")
+        (maps,) = net.branch_maps([prepared])
+        rgb_maps.append(maps.rgb)
+        sdf_maps.append(maps.sdf)
+        report(progress, "calibrate", i + 1, len(val))
+    return calibrate(rgb_maps, sdf_maps, [p.foreground_mask for p in val])
+
+
+def split_for_training(
+    dataset: DatasetIndex | Sequence[SampleRef], config: MDSSConfig
+) -> tuple[list[SampleRef], list[SampleRef]]:
+    refs = list(dataset)
+    train = [r for r in refs if r.split == "train"] or [r for r in refs if r.split == ""]
+    val = [r for r in refs if r.split == "validation"]
+    root = getattr(dataset, "root", "dataset")
+    if not train:
+        raise DataError(root, "no training samples (expected a train/good folder)")
+    if any(r.label == 1 for r in train):
+        raise DataError(root, "training samples must be defect-free (train holds anomalies)")
+    if not val:
+        if len(train) < 2:
+            raise DataError(root, "need at least 2 normal samples (1 to train, 1 to calibrate)")
+        count = max(1, round(len(train) * config.holdout_fraction))
+        rng = np.random.default_rng(config.seed)
+        held = set(rng.choice(len(train), count, replace=False).tolist())
+        val = [r for i, r in enumerate(train) if i in held]
+        train = [r for i, r in enumerate(train) if i not in held]
+    return train, val
+
+
+def prepare_all(
+    refs: Sequence[SampleRef],
+    config: MDSSConfig,
+    stage: str,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> list[PreparedSample]:
+    prepared = []
+    for i, ref in enumerate(refs):
+        check_cancel(cancel, "data preparation")
+        prepared.append(prepare(ref.load(), config.preprocess))
+        report(progress, stage, i + 1, len(refs), ref.key)
+    return prepared

@@ -1,0 +1,95 @@
+"""MDSS as one torch module: the RGB branch and the SDF network, from prepared samples to maps.
+
+Whatever runs the networks goes through :meth:`MDSSNet.branch_maps` (prediction, calibration
+after training, evaluation, the benchmark), so a change to how a branch scores is made here
+once. The networks' training loops live beside them (``rgb/train.py``, ``geometry/train.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from torch import nn
+
+from mdss_core.config import MDSSConfig
+from mdss_core.devices import images_per_pass
+from mdss_core.geometry.infer import blur_score_grid, point_scores, scores_to_map
+from mdss_core.geometry.network import SDFNet
+from mdss_core.prediction import BranchMaps
+from mdss_core.preprocess.pipeline import PreparedSample
+from mdss_core.preprocess.ready import PatchSettings
+from mdss_core.rgb.branch import RGBBranch
+
+
+class MDSSNet(nn.Module):
+    """The RGB branch (``rgb``) and the 3D branch's SDF network (``sdf``) with their settings.
+
+    ``state_dict()`` keys start with ``rgb.`` and ``sdf.``: the tensors of a model file.
+    """
+
+    def __init__(self, rgb: RGBBranch, sdf: SDFNet, config: MDSSConfig) -> None:
+        super().__init__()
+        self.rgb = rgb
+        self.sdf = sdf
+        self.config = config
+
+    @property
+    def device(self) -> str:
+        return str(self.rgb.device)
+
+    @property
+    def patch_settings(self) -> PatchSettings:
+        """How the 3D branch cuts a cloud into patches."""
+        sdf = self.config.sdf
+        return PatchSettings(sdf.points_per_patch, sdf.coverage, self.config.seed)
+
+    def branch_maps(
+        self,
+        prepared: Sequence[PreparedSample],
+        patches: Sequence[np.ndarray] | None = None,
+    ) -> list[BranchMaps]:
+        """Each sample's maps at model size, each network run once over the whole batch.
+
+        ``patches``: each sample's patch table (``patch_settings.cut``); cut here when omitted.
+        """
+        if patches is None:
+            patches = [self.patch_settings.cut(p.points) for p in prepared]
+        rgb_maps = self.rgb_maps(prepared)
+        grids = self.point_grids(prepared, patches)
+        sigma = self.config.sdf_blur_sigma
+        return [
+            BranchMaps(rgb=rgb, sdf=blur_score_grid(grid, sigma), point_grid=grid)
+            for rgb, grid in zip(rgb_maps, grids, strict=True)
+        ]
+
+    def rgb_maps(self, prepared: Sequence[PreparedSample]) -> list[np.ndarray]:
+        """The RGB branch alone: student–teacher maps, zero outside each dilated foreground."""
+        images = np.stack([p.rgb for p in prepared])
+        per_pass = images_per_pass(self.device, len(prepared))
+        maps = self.rgb.anomaly_maps(images, batch_size=per_pass, amp=self.config.rgb.amp)
+        # Background pixels are outside what the student was taught (masked loss): zero them.
+        return [
+            np.where(p.foreground_mask, m, 0.0).astype(np.float32)
+            for p, m in zip(prepared, maps, strict=True)
+        ]
+
+    def point_grids(
+        self, prepared: Sequence[PreparedSample], patches: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """The 3D branch alone: each point's |sdf| at its pixel (unblurred S×S grids).
+
+        The clouds are stacked and each patch table shifted by its cloud's offset; a patch never
+        spans two clouds, so every point keeps the minimum over its own sample's patches.
+        """
+        counts = [len(p.points) for p in prepared]
+        offsets = np.cumsum([0, *counts[:-1]])
+        points = np.concatenate([p.points for p in prepared])
+        index = np.concatenate(
+            [table + offset for table, offset in zip(patches, offsets, strict=True)]
+        )
+        scores = point_scores(self.sdf, points, index, self.device)
+        return [
+            scores_to_map(part, p.pixel_index, p.size, sigma=0)
+            for p, part in zip(prepared, np.split(scores, np.cumsum(counts)[:-1]), strict=True)
+        ]
