@@ -163,7 +163,7 @@ def model_256_file(tiny_model, tmp_path_factory) -> Path:
     geometry of the ``fast`` and ``paper`` presets, under which the issue's 8×8 sample hung."""
     model = copy.deepcopy(tiny_model)
     config = model.config
-    model.config = replace(
+    model.net.config = replace(
         config,
         preprocess=replace(config.preprocess, size=256),
         sdf=replace(config.sdf, points_per_patch=500, coverage=10.0),
