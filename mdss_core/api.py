@@ -129,6 +129,19 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
+def default_preset() -> str:
+    from mdss_core.config import DEFAULT_PRESET
+
+    return DEFAULT_PRESET
+
+
+def teacher_names() -> list[str]:
+    """The built-in teachers a training run can use, the default first."""
+    from mdss_core.rgb.teacher_choice import DEFAULT_TEACHER, TEACHER_NAMES
+
+    return [DEFAULT_TEACHER, *(n for n in TEACHER_NAMES if n != DEFAULT_TEACHER)]
+
+
 def available_devices() -> list[tuple[str, str]]:
     """``[(value, label), …]`` for a device menu (imports torch: call from a background task)."""
     from mdss_core.devices import available_devices

@@ -11,7 +11,7 @@ import time
 import cv2
 import numpy as np
 
-from mdss_core.fusion import Calibration, fuse_maps, image_score
+from mdss_core.fusion import Calibration
 from mdss_core.prediction import BranchMaps, Prediction
 from mdss_core.preprocess.ready import ReadySample
 from mdss_core.regions import find_regions, pixel_area_mm2
@@ -28,26 +28,27 @@ def assemble(
     sample, prepared = ready.sample, ready.prepared
     h, w = sample.shape
     rgb_map = _resize(maps.rgb, h, w)
-    map_3d = _resize(maps.sdf, h, w)
-    aligned = calibration.align_rgb(rgb_map)
-    fused = fuse_maps(aligned, map_3d)
+    normal_map = None if maps.normals is None else _resize(maps.normals, h, w)
+    # Scores from the model-size maps (the scale calibration measured), maps at full size.
+    scores = calibration.fuse(maps.rgb, maps.sdf, maps.normals)
+    full = calibration.fuse(rgb_map, _resize(maps.sdf, h, w), normal_map)
     object_mask = prepared.object_mask_full
     point_map = cv2.resize(maps.point_grid, (w, h), interpolation=cv2.INTER_NEAREST)
-    point_map = np.where(object_mask, point_map, 0.0).astype(np.float32)
+    point_map = np.where(object_mask, calibration.point_scale(point_map), 0.0).astype(np.float32)
     area = lambda: pixel_area_mm2(sample.xyz, object_mask)  # noqa: E731
-    regions = find_regions(fused, aligned, map_3d, calibration.pixel_threshold, area)
+    regions = find_regions(full.fused, full.rgb, full.geometry, calibration.pixel_threshold, area)
     fusion_ms = 1e3 * (time.perf_counter() - start)
     return Prediction(
         sample_key=sample.ref.key,
         rgb_map=rgb_map,
-        rgb_map_aligned=aligned,
-        map_3d=map_3d,
+        rgb_map_aligned=full.rgb,
+        map_3d=full.geometry,
         point_map=point_map,
         object_mask=object_mask,
-        fused_map=fused,
+        fused_map=full.fused,
         score_rgb=float(maps.rgb.max()),
-        score_3d=float(maps.sdf.max()),
-        score_fused=image_score(maps.rgb, maps.sdf),
+        score_3d=scores.score_geometry,
+        score_fused=scores.score_fused,
         image_threshold=calibration.image_threshold,
         regions=regions,
         timings_ms={
@@ -56,6 +57,7 @@ def assemble(
             "fusion": fusion_ms,
             "total": ready.preprocess_ms + branches_ms + fusion_ms,
         },
+        normal_map=normal_map,
     )
 
 

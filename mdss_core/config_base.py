@@ -57,6 +57,9 @@ def _plain(value: Any) -> Any:
 def _typed(hint: Any, value: Any, section: str) -> Any:
     if isinstance(hint, type) and issubclass(hint, ConfigBase) and is_dataclass(hint):
         return hint.from_dict(value, section)
+    if value is not None and type(None) in typing.get_args(hint):  # Optional[settings]
+        (inner,) = (a for a in typing.get_args(hint) if a is not type(None))
+        return _typed(inner, value, section)
     if typing.get_origin(hint) is tuple and isinstance(value, list):
         return tuple(value)
     return value

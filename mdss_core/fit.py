@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from mdss_core import __version__
-from mdss_core.config import MDSSConfig, get_preset
+from mdss_core.config import DEFAULT_PRESET, MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError
 from mdss_core.fusion import Calibration, calibrate
 from mdss_core.geometry.train import train_sdf
 from mdss_core.io.layout import DatasetIndex
 from mdss_core.io.sample import SampleRef
-from mdss_core.net import MDSSNet
+from mdss_core.net import MDSSNet, normal_images
 from mdss_core.preprocess.pipeline import PreparedSample, prepare
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.teacher_choice import resolve_teacher
@@ -45,7 +45,7 @@ class Fitted:
 
 def fit(
     dataset: DatasetIndex | Sequence[SampleRef],
-    config: MDSSConfig | str = "fast",
+    config: MDSSConfig | str = DEFAULT_PRESET,
     *,
     teacher: str | Path | None = None,
     device: str = "auto",
@@ -73,7 +73,10 @@ def fit(
     images = np.stack([p.rgb for p in train])
     masks = np.stack([p.foreground_mask for p in train])
     t_rgb = time.perf_counter()
-    rgb = train_student(teacher_net, images, masks, config.rgb, device, progress, cancel)
+    normals = normal_images(train) if config.rgb.normals else None
+    rgb = train_student(
+        teacher_net, images, masks, config.rgb, device, progress, cancel, normals=normals
+    )
     t_sdf = time.perf_counter()
     sdf = train_sdf([p.points for p in train], config.sdf, device, progress, cancel)
     t_cal = time.perf_counter()
@@ -103,14 +106,19 @@ def calibrate_net(
 ) -> Calibration:
     """Alignment statistics and default thresholds from normal validation samples."""
     report(progress, "calibrate", 0, len(val))
-    rgb_maps, sdf_maps = [], []
+    all_maps = []
     for i, prepared in enumerate(val):
         check_cancel(cancel, "calibration")
-        (maps,) = net.branch_maps([prepared])
-        rgb_maps.append(maps.rgb)
-        sdf_maps.append(maps.sdf)
+        all_maps.extend(net.branch_maps([prepared]))
         report(progress, "calibrate", i + 1, len(val))
-    return calibrate(rgb_maps, sdf_maps, [p.foreground_mask for p in val])
+    normal_maps = [m.normals for m in all_maps]
+    return calibrate(
+        [m.rgb for m in all_maps],
+        [m.sdf for m in all_maps],
+        [p.foreground_mask for p in val],
+        normal_maps if all(n is not None for n in normal_maps) else None,  # type: ignore[arg-type]
+        rule=net.config.fusion,
+    )
 
 
 def split_for_training(

@@ -5,16 +5,30 @@ Alignment statistics are computed over the validation set, on the object's foreg
 for either branch (the RGB loss is masked there, the 3D map is zero), and including them would
 make the statistics depend on how much table the camera sees. RGB scores are then mapped so
 that μ ± 3σ of RGB lands on μ ± 3σ of 3D (Shape-guided's L/U form of the same statement).
+
+Two rules (``MDSSConfig.fusion``):
+
+- ``paper`` (paper 3.3): image score = product of the RGB and 3D maxima; pixel map = maximum
+  of the aligned RGB map and the 3D map.
+- ``zscore``: every map is put in standard deviations of normal parts, pixel-wise by the
+  validation foreground's mean/std and image-wise by the mean/std of the validation maxima.
+  The geometry score is the mean of the 3D maps' z-scores (signed distance, and the student's
+  normal-image map when it has one); fused = z(RGB) + geometry, for the image score and the
+  pixel map alike. On real cable glands the product let a weak 3D map pull the fused score
+  below RGB alone; the sum of z-scores was the best of eight rules on three checkpoints
+  (``docs/experiments.md``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mdss_core.config_base import ConfigBase
+
+FUSION_RULES = ("paper", "zscore")
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,34 @@ class MapStats(ConfigBase):
     def upper(self) -> float:
         return self.mean + 3.0 * self.std
 
+    def z(self, values: np.ndarray | float) -> np.ndarray | float:
+        """Standard deviations above the mean (a zero spread counts as 1)."""
+        return (values - self.mean) / (self.std if self.std > 0 else 1.0)
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> MapStats:
+        return cls(float(np.mean(values)), float(np.std(values)))
+
+
+@dataclass(frozen=True)
+class PeakStats(ConfigBase):
+    """Mean/std of the validation samples' map maxima, per map (the ``zscore`` image scale)."""
+
+    rgb: MapStats
+    sdf: MapStats
+    normals: MapStats | None = None
+
+
+@dataclass(frozen=True)
+class FusedMaps:
+    """One sample's maps on the fusion's scale, and its image scores (see the module doc)."""
+
+    rgb: np.ndarray  # the RGB map on the fused scale
+    geometry: np.ndarray  # the 3D map(s) on the fused scale
+    fused: np.ndarray
+    score_geometry: float
+    score_fused: float
+
 
 @dataclass(frozen=True)
 class Calibration(ConfigBase):
@@ -40,6 +82,15 @@ class Calibration(ConfigBase):
     image_threshold: float
     pixel_threshold: float
     n_samples: int
+    rule: str = "paper"
+    normals: MapStats | None = None  # pixel statistics of the normal-image map, when used
+    peaks: PeakStats | None = None  # image-maximum statistics (``zscore`` rule)
+
+    def __post_init__(self) -> None:
+        if self.rule not in FUSION_RULES:
+            raise ValueError(f"fusion rule must be one of {FUSION_RULES}, not {self.rule!r}")
+        if self.rule == "zscore" and self.peaks is None:
+            raise ValueError("the zscore rule needs the validation maxima (peaks)")
 
     @property
     def weight(self) -> float:
@@ -53,8 +104,50 @@ class Calibration(ConfigBase):
         return self.sdf.lower - self.weight * self.rgb.lower
 
     def align_rgb(self, rgb_map: np.ndarray) -> np.ndarray:
-        """RGB scores on the 3D scale, clipped at 0 like the 3D map."""
+        """RGB scores on the 3D scale, clipped at 0 like the 3D map (``paper`` rule)."""
         return np.maximum(self.weight * rgb_map + self.bias, 0.0).astype(np.float32)
+
+    def point_scale(self, point_map: np.ndarray) -> np.ndarray:
+        """Per-point |sdf| on the scale the views colour by: as it is (``paper``), or in
+        standard deviations of normal parts, floored at 0 (``zscore``)."""
+        if self.rule == "paper":
+            return point_map
+        return np.maximum(self.sdf.z(point_map), 0.0).astype(np.float32)
+
+    def fuse(
+        self, rgb_map: np.ndarray, sdf_map: np.ndarray, normal_map: np.ndarray | None = None
+    ) -> FusedMaps:
+        """Maps of one sample (any common resolution) → maps on the fused scale and scores.
+
+        Image scores use the maxima of the maps passed in, so pass the model-size maps when
+        scores must match calibration (``assemble`` does both sizes).
+        """
+        if self.rule == "paper":
+            aligned = self.align_rgb(rgb_map)
+            return FusedMaps(
+                aligned,
+                sdf_map.astype(np.float32, copy=False),
+                fuse_maps(aligned, sdf_map),
+                float(np.max(sdf_map)),
+                image_score(rgb_map, sdf_map),
+            )
+        peaks = self.peaks
+        assert peaks is not None  # checked in __post_init__
+        z_rgb = self.rgb.z(rgb_map)
+        geometry_maps = [self.sdf.z(sdf_map)]
+        geometry_peaks = [peaks.sdf.z(float(np.max(sdf_map)))]
+        if normal_map is not None and self.normals is not None and peaks.normals is not None:
+            geometry_maps.append(self.normals.z(normal_map))
+            geometry_peaks.append(peaks.normals.z(float(np.max(normal_map))))
+        geometry = np.mean(geometry_maps, axis=0).astype(np.float32)
+        score_geometry = float(np.mean(geometry_peaks))
+        return FusedMaps(
+            z_rgb.astype(np.float32),
+            geometry,
+            (z_rgb + geometry).astype(np.float32),
+            score_geometry,
+            float(peaks.rgb.z(float(np.max(rgb_map)))) + score_geometry,
+        )
 
 
 def image_score(rgb_map: np.ndarray, sdf_map: np.ndarray) -> float:
@@ -71,6 +164,8 @@ def calibrate(
     rgb_maps: Sequence[np.ndarray],
     sdf_maps: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
+    normal_maps: Sequence[np.ndarray] | None = None,
+    rule: str = "paper",
 ) -> Calibration:
     """Statistics and thresholds from the maps of normal validation samples (model size).
 
@@ -81,26 +176,42 @@ def calibrate(
     """
     if not rgb_maps or len(rgb_maps) != len(sdf_maps) or len(rgb_maps) != len(masks):
         raise ValueError("calibration needs the same non-zero number of RGB maps, 3D maps, masks")
-    rgb_values = np.concatenate([m[k] for m, k in zip(rgb_maps, masks, strict=True)])
-    sdf_values = np.concatenate([m[k] for m, k in zip(sdf_maps, masks, strict=True)])
+    if normal_maps is not None and len(normal_maps) != len(rgb_maps):
+        raise ValueError("calibration needs one normal-image map per RGB map")
+
+    def foreground(maps: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate([m[k] for m, k in zip(maps, masks, strict=True)])
+
+    rgb_values = foreground(rgb_maps)
     if rgb_values.size == 0:
         raise ValueError("calibration masks select no pixel")
+
+    def peak_stats(maps: Sequence[np.ndarray]) -> MapStats:
+        return MapStats.of(np.array([float(np.max(m)) for m in maps]))
+
+    use_normals = normal_maps is not None and rule == "zscore"
     partial = Calibration(
-        rgb=MapStats(float(rgb_values.mean()), float(rgb_values.std())),
-        sdf=MapStats(float(sdf_values.mean()), float(sdf_values.std())),
+        rgb=MapStats.of(rgb_values),
+        sdf=MapStats.of(foreground(sdf_maps)),
         image_threshold=0.0,
         pixel_threshold=0.0,
         n_samples=len(rgb_maps),
+        rule=rule,
+        normals=MapStats.of(foreground(normal_maps)) if use_normals else None,
+        peaks=PeakStats(
+            peak_stats(rgb_maps),
+            peak_stats(sdf_maps),
+            peak_stats(normal_maps) if use_normals else None,
+        )
+        if rule == "zscore"
+        else None,
     )
-    image_scores = [image_score(r, s) for r, s in zip(rgb_maps, sdf_maps, strict=True)]
-    pixel_peaks = [
-        float(fuse_maps(partial.align_rgb(r), s)[k].max(initial=0.0))
-        for r, s, k in zip(rgb_maps, sdf_maps, masks, strict=True)
-    ]
-    return Calibration(
-        rgb=partial.rgb,
-        sdf=partial.sdf,
-        image_threshold=float(max(image_scores)),
-        pixel_threshold=float(max(pixel_peaks)),
-        n_samples=len(rgb_maps),
+    normals = normal_maps if use_normals else [None] * len(rgb_maps)
+    fused = [partial.fuse(r, s, n) for r, s, n in zip(rgb_maps, sdf_maps, normals, strict=True)]
+    return replace(
+        partial,
+        image_threshold=float(max(f.score_fused for f in fused)),
+        pixel_threshold=float(
+            max(float(f.fused[k].max(initial=0.0)) for f, k in zip(fused, masks, strict=True))
+        ),
     )

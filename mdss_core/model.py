@@ -16,7 +16,7 @@ from typing import Any
 from mdss_core import fit as fitting
 from mdss_core.assemble import assemble
 from mdss_core.batched import predict_batched, score_batched
-from mdss_core.config import MDSSConfig
+from mdss_core.config import DEFAULT_PRESET, MDSSConfig
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError
 from mdss_core.evaluation import EvaluationReport, evaluate_predictions
@@ -56,7 +56,7 @@ class MDSSModel:
     def fit(
         cls,
         dataset: DatasetIndex | Sequence[SampleRef],
-        config: MDSSConfig | str = "fast",
+        config: MDSSConfig | str = DEFAULT_PRESET,
         *,
         teacher: str | Path | None = None,
         device: str = "auto",

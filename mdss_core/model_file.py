@@ -28,7 +28,8 @@ from mdss_core.net import MDSSNet
 from mdss_core.rgb.branch import RGBBranch
 
 FORMAT = "mdss-model"
-FORMAT_VERSION = 1
+# 2: fusion rule, normal-image map and their calibration (version-1 files still load).
+FORMAT_VERSION = 2
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from torch import nn
 
@@ -17,9 +18,15 @@ from mdss_core.devices import images_per_pass
 from mdss_core.geometry.infer import blur_score_grid, point_scores, scores_to_map
 from mdss_core.geometry.network import SDFNet
 from mdss_core.prediction import BranchMaps
+from mdss_core.preprocess.normals import normal_image
 from mdss_core.preprocess.pipeline import PreparedSample
 from mdss_core.preprocess.ready import PatchSettings
 from mdss_core.rgb.branch import RGBBranch
+
+
+def normal_images(prepared: Sequence[PreparedSample]) -> np.ndarray:
+    """uint8 N×S×S×3 surface-normal images of prepared samples (the student's second input)."""
+    return np.stack([normal_image(p.xyz, p.object_mask) for p in prepared])
 
 
 class MDSSNet(nn.Module):
@@ -55,24 +62,41 @@ class MDSSNet(nn.Module):
         """
         if patches is None:
             patches = [self.patch_settings.cut(p.points) for p in prepared]
-        rgb_maps = self.rgb_maps(prepared)
+        student_maps = self.student_maps(prepared)
         grids = self.point_grids(prepared, patches)
         sigma = self.config.sdf_blur_sigma
         return [
-            BranchMaps(rgb=rgb, sdf=blur_score_grid(grid, sigma), point_grid=grid)
-            for rgb, grid in zip(rgb_maps, grids, strict=True)
+            BranchMaps(
+                rgb=maps[0],
+                sdf=blur_score_grid(grid, sigma),
+                point_grid=grid,
+                normals=maps[1] if len(maps) > 1 else None,
+            )
+            for maps, grid in zip(student_maps, grids, strict=True)
         ]
 
     def rgb_maps(self, prepared: Sequence[PreparedSample]) -> list[np.ndarray]:
-        """The RGB branch alone: student–teacher maps, zero outside each dilated foreground."""
+        """The colour map of each sample (see :meth:`student_maps`)."""
+        return [maps[0] for maps in self.student_maps(prepared)]
+
+    def student_maps(self, prepared: Sequence[PreparedSample]) -> list[np.ndarray]:
+        """The RGB branch alone: G×S×S student–teacher maps per sample (colour, then the
+        normal image when the student sees it), zero outside the dilated foreground, blurred
+        by ``config.rgb_blur_sigma``."""
         images = np.stack([p.rgb for p in prepared])
+        normals = normal_images(prepared) if self.rgb.groups == 2 else None
         per_pass = images_per_pass(self.device, len(prepared))
-        maps = self.rgb.anomaly_maps(images, batch_size=per_pass, amp=self.config.rgb.amp)
-        # Background pixels are outside what the student was taught (masked loss): zero them.
-        return [
-            np.where(p.foreground_mask, m, 0.0).astype(np.float32)
-            for p, m in zip(prepared, maps, strict=True)
-        ]
+        maps = self.rgb.map_groups(images, normals, batch_size=per_pass, amp=self.config.rgb.amp)
+        sigma = self.config.rgb_blur_sigma
+        out = []
+        for p, sample_maps in zip(prepared, maps, strict=True):
+            # Background pixels are outside what the student was taught (masked loss): zero them.
+            kept = np.where(p.foreground_mask, sample_maps, 0.0).astype(np.float32)
+            if sigma > 0:
+                # A single cell's spike is noise more often than a defect (docs/experiments.md).
+                kept = np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in kept])
+            out.append(kept)
+        return out
 
     def point_grids(
         self, prepared: Sequence[PreparedSample], patches: Sequence[np.ndarray]

@@ -63,6 +63,7 @@ class BranchMaps:
     rgb: np.ndarray  # RGB student–teacher map, zero outside the dilated foreground
     sdf: np.ndarray  # the 3D branch's map: per-point |sdf| scattered to pixels, then blurred
     point_grid: np.ndarray  # the same scores unblurred: |sdf| at each object point's pixel
+    normals: np.ndarray | None = None  # the student's normal-image map, when it sees one
 
 
 @dataclass(frozen=True)
@@ -72,22 +73,26 @@ class Prediction:
 
     sample_key: str
     rgb_map: np.ndarray  # raw student–teacher map
-    rgb_map_aligned: np.ndarray  # RGB map mapped onto the 3D scale (paper 3.3)
-    map_3d: np.ndarray  # the 3D branch's map (blurred |sdf|)
-    point_map: np.ndarray  # |sdf| of each object point at its pixel, 0 where none
+    rgb_map_aligned: np.ndarray  # the RGB map on the fused scale (see ``fusion``)
+    map_3d: np.ndarray  # the 3D map on the fused scale: blurred |sdf| (paper), or the mean
+    # z-score of |sdf| and the normal-image map (zscore)
+    point_map: np.ndarray  # each object point's |sdf| at its pixel on the fused scale, 0: none
     object_mask: np.ndarray  # bool: points kept after background-plane removal
-    fused_map: np.ndarray  # max(aligned RGB, 3D)
-    score_rgb: float
-    score_3d: float
-    score_fused: float  # product of the two maxima (paper 3.3)
+    fused_map: np.ndarray  # max(aligned RGB, 3D) (paper) or z(RGB) + 3D (zscore)
+    score_rgb: float  # maximum of the raw RGB map
+    score_3d: float  # the 3D score the fusion uses
+    score_fused: float  # product of the maxima (paper 3.3) or their z-score sum
     image_threshold: float
     regions: RegionSet  # at the model's pixel threshold
     timings_ms: dict[str, float] = field(default_factory=dict)
+    normal_map: np.ndarray | None = None  # raw normal-image map, when the model has one
 
     def __post_init__(self) -> None:
         for name in ("rgb_map", "rgb_map_aligned", "map_3d", "point_map", "object_mask"):
             getattr(self, name).flags.writeable = False
         self.fused_map.flags.writeable = False
+        if self.normal_map is not None:
+            self.normal_map.flags.writeable = False
         self.regions.labels.flags.writeable = False
 
     @property

@@ -41,9 +41,15 @@ FALLBACK_DEVICES: list[tuple[str, str]] = [("auto", "Auto"), ("cpu", "CPU")]
 MODEL_FILTER = "MDSS model (*.mdss *.safetensors);;All files (*)"
 
 PRESET_HELP = {
-    "fast": "fast — CPU friendly, a few minutes per category",
+    "cpu": "cpu — real parts on a CPU, about 20 minutes per category (default)",
+    "fast": "fast — a few minutes; a first look, weaker on real parts",
     "paper": "paper — the paper's settings (Table 1); hours on CPU, use a GPU",
     "tiny": "tiny — seconds; for trying the workflow, not for real inspection",
+}
+TEACHER_HELP = {
+    "backbone": "ImageNet MobileNetV2 (built in, default)",
+    "distilled": "PDN distilled from MobileNetV2 (built in, faster)",
+    "random": "Random PDN (no pretraining; for comparison only)",
 }
 LOSS_STAGES = {"rgb": ("RGB student", "#f28ad8"), "geometry": ("3D SDF", "#6fb6ff")}
 STAGE_TEXT = {
@@ -171,16 +177,17 @@ class TrainDialog(QDialog):
         self.preset_combo = QComboBox()
         for name in api.preset_names():
             self.preset_combo.addItem(PRESET_HELP.get(name, name), name)
-        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData("fast")))
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(api.default_preset())))
 
         self.device_combo = QComboBox()
         self.set_devices(devices or FALLBACK_DEVICES)
 
         self.teacher_combo = QComboBox()
-        self.teacher_combo.addItem("Built-in default teacher", "")
+        for name in api.teacher_names():
+            self.teacher_combo.addItem(TEACHER_HELP.get(name, name), name)
         if teacher:
             self.teacher_combo.addItem(f"Imported: {Path(teacher).name}", teacher)
-            self.teacher_combo.setCurrentIndex(1)
+            self.teacher_combo.setCurrentIndex(self.teacher_combo.count() - 1)
         self.teacher_combo.addItem("Import a teacher file…", "__choose__")
         self.teacher_combo.activated.connect(self._teacher_activated)
 

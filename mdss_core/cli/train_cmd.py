@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mdss_core.atomic import ensure_writable_folder
 from mdss_core.cli.progress_bar import ProgressBar
-from mdss_core.config import PRESETS, get_preset
+from mdss_core.config import DEFAULT_PRESET, PRESETS, get_preset
 from mdss_core.devices import DEVICE_CHOICES, device_label, resolve_device
 from mdss_core.errors import MDSSError
 from mdss_core.rgb.teacher_choice import DEFAULT_TEACHER, TEACHER_NAMES, describe_teacher
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="MVTec 3D-AD root, category folder or sample folder")
     p.add_argument("--category", help="category name when DATA holds several")
     p.add_argument("--out", type=Path, required=True, help="model file to write (.mdss)")
-    p.add_argument("--preset", default="fast", choices=sorted(PRESETS))
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument(
         "--teacher",
