@@ -147,10 +147,9 @@ def show_model_info(window: MainWindow) -> None:
         return
     info = session.model.info()
     lines = [f"<b>{info.get('name', '')}</b> — {session.model_path}"]
-    for key in ("preset", "device", "image_threshold", "pixel_threshold"):
+    for key in ("preset", "fusion", "device", "image_threshold", "pixel_threshold"):
         lines.append(f"{key}: {info.get(key)}")
-    teacher = info.get("teacher") or {}
-    lines.append(f"teacher: {teacher.get('kind', '')} {teacher.get('name', '')}".strip())
+    lines.append(f"teacher: {info.get('teacher_text', '')}")
     training = info.get("training") or {}
     if training:
         lines.append(

@@ -88,6 +88,17 @@ class EvaluationReport:
             )
         return "\n".join(lines)
 
+    def decisions(self, threshold: float) -> dict[str, float]:
+        """Image decisions on the fused score at ``threshold`` (flagged = score ≥ threshold)."""
+        fused = [(s["label"], s["score_fused"]) for s in self.samples]
+        return {
+            "threshold": float(threshold),
+            "defective": sum(1 for label, _ in fused if label == 1),
+            "defective_flagged": sum(1 for label, v in fused if label == 1 and v >= threshold),
+            "normal": sum(1 for label, _ in fused if label == 0),
+            "normal_flagged": sum(1 for label, v in fused if label == 0 and v >= threshold),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,

@@ -30,6 +30,7 @@ from mdss_core.prediction import Prediction, Scored
 from mdss_core.preprocess.ready import PatchSettings, Preparation, ReadySample, make_ready
 from mdss_core.progress import CancelToken, ProgressCallback
 from mdss_core.rgb.branch import RGBBranch
+from mdss_core.rgb.teacher_choice import describe_teacher
 
 
 class MDSSModel:
@@ -171,6 +172,8 @@ class MDSSModel:
             "preset": self.config.preset,
             "device": self.device,
             "teacher": self.teacher_origin,
+            "teacher_text": describe_teacher(self.teacher_origin),
+            "fusion": self.config.fusion,
             "image_threshold": self.image_threshold,
             "pixel_threshold": self.pixel_threshold,
             "training": self.training,

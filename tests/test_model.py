@@ -121,6 +121,11 @@ def test_cli_train_predict_evaluate(tiny_dataset, tmp_path, capsys):
     assert counts["normal"] + counts["anomalous"] == len(test_refs)
     low, high = saved["i_auroc_interval_95"]["fused"]
     assert 0.0 <= low <= saved["rows"]["all"]["fused"]["i_auroc"] <= high <= 1.0
+    decided = saved["decisions"]
+    flagged = [r["score_fused"] >= decided["threshold"] for r in saved["samples"]]
+    assert decided["defective_flagged"] + decided["normal_flagged"] == sum(flagged)
+    assert decided["defective"] == counts["anomalous"]
+    assert f"{decided['defective_flagged']} of {decided['defective']} defective" in printed
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

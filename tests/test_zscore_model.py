@@ -36,6 +36,8 @@ def test_cpu_preset_is_the_measured_recipe() -> None:
 def test_zscore_model_predicts_saves_and_reloads(zscore_model, tiny_dataset, tmp_path) -> None:
     cal = zscore_model.calibration
     assert cal.rule == "zscore" and cal.normals is not None and cal.peaks.normals is not None
+    info = zscore_model.info()
+    assert info["fusion"] == "zscore" and "MobileNetV2" in info["teacher_text"]
     refs = open_dataset(tiny_dataset, split="test").refs[:3]
     first = [zscore_model.predict(ref.load()) for ref in refs]
     for p in first:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mdss_core.cli.progress_bar import ProgressBar
 from mdss_core.devices import DEVICE_CHOICES
+from mdss_core.rgb.teacher_choice import describe_teacher
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +28,16 @@ def run(args: argparse.Namespace) -> int:
     model = MDSSModel.load(args.model, device=args.device)
     dataset = open_dataset(args.data, category=args.category, split="test")
     result = model.evaluate(dataset, progress=ProgressBar())
-    print(f"model '{model.name}', teacher: {model.teacher_origin.get('kind', '?')}")
+    print(f"model '{model.name}', teacher: {describe_teacher(model.teacher_origin)}")
     print(result.table())
+    decisions = result.decisions(model.image_threshold)
+    print(
+        f"at the model's image threshold {decisions['threshold']:.4g}: "
+        f"{decisions['defective_flagged']} of {decisions['defective']} defective and "
+        f"{decisions['normal_flagged']} of {decisions['normal']} normal test images flagged"
+    )
     if args.json:
-        write_json_atomic(args.json, {"model": model.info(), **result.to_dict()})
+        record = {"model": model.info(), **result.to_dict(), "decisions": decisions}
+        write_json_atomic(args.json, record)
         print(f"wrote {args.json}")
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from mdss_core.cli.arguments import non_negative_int, positive_int
 from mdss_core.cli.progress_bar import ProgressBar, end_open_line
 from mdss_core.devices import DEVICE_CHOICES
+from mdss_core.rgb.teacher_choice import describe_teacher
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = MDSSModel.load(args.model, device=args.device)
     origin = model.teacher_origin
-    print(f"model '{model.name}' (teacher: {origin.get('kind', '?')}) on {model.device}")
+    print(f"model '{model.name}' (teacher: {describe_teacher(origin)}) on {model.device}")
     refs = []
     for path in args.inputs:
         refs += list(open_dataset(path, category=args.category, split=args.split))

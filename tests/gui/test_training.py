@@ -71,3 +71,15 @@ def test_training_refuses_a_missing_folder(qtbot, window, tmp_path, monkeypatch)
     _configure(dialog, tmp_path / "nowhere", tmp_path / "m.mdss")
     assert dialog.start_training() is None
     assert "nowhere" in warned[-1] and not dialog.running
+
+
+def test_dialog_defaults_to_the_cpu_preset_and_offers_the_built_in_teachers(window, tmp_path):
+    dialog = window.commands.show_train_dialog()
+    assert dialog.preset_combo.currentData() == "cpu"
+    teachers = [dialog.teacher_combo.itemData(i) for i in range(dialog.teacher_combo.count())]
+    assert teachers[:3] == ["backbone", "distilled", "random"] and teachers[-1] == "__choose__"
+    assert dialog.options()["teacher"] == "backbone"
+    dialog.teacher_combo.setCurrentIndex(1)
+    assert dialog.options()["teacher"] == "distilled"
+    dialog.set_teacher(str(tmp_path / "mine.pth"))
+    assert dialog.options()["teacher"] == str(tmp_path / "mine.pth")
