@@ -187,6 +187,10 @@ class MainWindow(QMainWindow):
     def _on_model(self, model: api.Model) -> None:
         session = self.session
         self.status_fields.show_model(model.name, session.model_path, session.device_text)
+        captions = api.map_captions(model)
+        self.image_panel.set_caption(captions["rgb"])
+        self.fused_panel.set_caption(captions["fused"])
+        self.cloud_panel.set_caption(captions["cloud"])
         self.linked.set_levels(0.0, display_ceiling(session.thresholds.pixel))
         self._update_title()
         self._update_actions()

@@ -129,6 +129,27 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
+# What each view's colour scale means, by the model's fusion rule (see mdss_core.fusion).
+MAP_CAPTIONS: dict[str, dict[str, str]] = {
+    "paper": {
+        "rgb": "RGB student–teacher score (3D scale)",
+        "fused": "fused score = max(RGB, 3D)",
+        "cloud": "|sdf|",
+    },
+    "zscore": {
+        "rgb": "RGB score (std. dev. above normal)",
+        "fused": "fused = RGB + 3D (std. dev. above normal)",
+        "cloud": "|sdf| (σ)",
+    },
+}
+
+
+def map_captions(model: Model | None) -> dict[str, str]:
+    """The colour-scale captions of the views for ``model`` (the paper's without a model)."""
+    rule = model.info().get("fusion", "paper") if model is not None else "paper"
+    return MAP_CAPTIONS.get(rule, MAP_CAPTIONS["paper"])
+
+
 def default_preset() -> str:
     from mdss_core.config import DEFAULT_PRESET
 

@@ -99,6 +99,7 @@ class CloudPanel(QWidget):
         self.setObjectName("imagePanel")
         self.cloud: CloudData | None = None
         self._levels = (0.0, 1.0)
+        self._caption = "|sdf|"
         self._mode = "score"
         self._initialized = False
         self._closed = False
@@ -201,6 +202,7 @@ class CloudPanel(QWidget):
         self.marker.VisibilityOff()
         self.renderer.AddActor(self.marker)
         self.scalar_bar = _score_bar()
+        self.scalar_bar.SetTitle(self._caption)
         self.renderer.AddViewProp(self.scalar_bar)
         self.picker = vtkPointPicker()
         self.picker.SetTolerance(0.004)
@@ -306,6 +308,12 @@ class CloudPanel(QWidget):
         else:
             self.renderer.ResetCameraClippingRange()
             self.render()
+
+    def set_caption(self, text: str) -> None:
+        """Title of the score colour bar (it depends on the model's fusion rule)."""
+        self._caption = text
+        if getattr(self, "scalar_bar", None) is not None:
+            self.scalar_bar.SetTitle(text)
 
     def set_levels(self, low: float, high: float) -> None:
         self._levels = (float(low), float(high))

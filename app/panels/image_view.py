@@ -67,6 +67,10 @@ class ImageView2D(QWidget):
         layout.addLayout(self.header)
         layout.addWidget(self.graphics, 1)
 
+    def set_caption(self, text: str) -> None:
+        """What the colour scale measures (it depends on the model's fusion rule)."""
+        self.colorbar.axis.setLabel(text)
+
     def _add_colorbar(self, colorbar_label: str) -> None:
         self.colorbar = pg.ColorBarItem(
             values=(0.0, 1.0),
