@@ -25,6 +25,8 @@ class MDSSConfig(ConfigBase):
     # Gaussian blur (model pixels) of the student's maps; 0 = none, the paper's maps.
     rgb_blur_sigma: float = 0.0
     fusion: str = "paper"  # "paper" or "zscore": see mdss_core.fusion
+    # Default thresholds: this quantile of the normal validation scores (see fusion.calibrate).
+    threshold_quantile: float = 0.95
     # Validation samples held out of train when a dataset has no validation split.
     holdout_fraction: float = 0.15
     seed: int = 0
@@ -32,6 +34,10 @@ class MDSSConfig(ConfigBase):
     def __post_init__(self) -> None:
         if self.fusion not in FUSION_RULES:
             raise ConfigError(f"fusion must be one of {FUSION_RULES}, not {self.fusion!r}")
+        if not 0.0 < self.threshold_quantile <= 1.0:
+            raise ConfigError(
+                f"threshold_quantile must lie in (0, 1], not {self.threshold_quantile}"
+            )
         if self.rgb_blur_sigma < 0 or self.sdf_blur_sigma < 0:
             raise ConfigError("blur sigmas must not be negative")
 

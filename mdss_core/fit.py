@@ -118,6 +118,7 @@ def calibrate_net(
         [p.foreground_mask for p in val],
         normal_maps if all(n is not None for n in normal_maps) else None,  # type: ignore[arg-type]
         rule=net.config.fusion,
+        quantile=net.config.threshold_quantile,
     )
 
 

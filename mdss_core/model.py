@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,27 @@ class MDSSModel:
             fitted.name,
             fitted.device,
         )
+
+    def recalibrate(
+        self,
+        dataset: DatasetIndex | Sequence[SampleRef],
+        quantile: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:
+        """Fusion statistics and default thresholds again, from the normal samples of
+        ``dataset`` (all of them: pass a validation split or a folder of good parts), at
+        ``quantile`` (default: the model's). The networks are not touched."""
+        refs = [r for r in dataset if r.label == 0 or (r.label < 0 and r.gt_path is None)]
+        if not refs:
+            raise DataError(
+                getattr(dataset, "root", "dataset"), "no normal samples to calibrate on"
+            )
+        if quantile is not None:
+            self.net.config = replace(self.config, threshold_quantile=quantile)
+        prepared = fitting.prepare_all(refs, self.config, "prepare-val", progress, cancel)
+        self.calibration = fitting.calibrate_net(self.net, prepared, progress, cancel)
+        self.training = {**self.training, "calibrated_on": len(refs)}
 
     # ------------------------------------------------------------------ parts
     @property

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdss_core.cli.main import main as cli
 from mdss_core.config import get_preset
 from mdss_core.fusion import Calibration, MapStats, PeakStats, calibrate
 from mdss_core.io import open_dataset
@@ -78,3 +79,21 @@ def test_zscore_rule_needs_peaks_and_unknown_rules_fail() -> None:
         Calibration(stats, stats, 1.0, 1.0, 2, rule="zscore")
     with pytest.raises(ValueError):
         Calibration(stats, stats, 1.0, 1.0, 2, rule="mean", peaks=PeakStats(stats, stats))
+
+
+def test_cli_calibrate_sets_thresholds_from_normal_samples(
+    zscore_model, tiny_dataset, tmp_path, capsys
+) -> None:
+    source = zscore_model.save(tmp_path / "a.mdss")
+    out = tmp_path / "b.mdss"
+    args = ["calibrate", str(source), str(tiny_dataset), "--quantile", "0.5", "--out", str(out)]
+    assert cli(args) == 0 and "quantile 0.5 of 2 normal samples" in capsys.readouterr().out
+    model = MDSSModel.load(out)
+    validation = open_dataset(tiny_dataset, split="validation")
+    scores = [model.predict(ref.load()).score_fused for ref in validation]
+    assert model.image_threshold == pytest.approx(float(np.quantile(scores, 0.5)), abs=1e-4)
+    assert model.config.threshold_quantile == 0.5
+    assert MDSSModel.load(source).image_threshold == zscore_model.image_threshold  # untouched
+    assert cli(args) == 2 and "already exists" in capsys.readouterr().err
+    bad = ["calibrate", str(source), str(tiny_dataset), "--quantile", "0", "--out", str(out)]
+    assert cli([*bad, "--force"]) == 2 and "--quantile" in capsys.readouterr().err
