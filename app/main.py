@@ -34,9 +34,26 @@ def _prefer_xcb_for_vtk() -> None:
             os.environ["QT_QPA_PLATFORM"] = "xcb"
 
 
+def missing_display() -> str | None:
+    """Why no window can open here (Linux without X11/Wayland and no Qt platform chosen), else
+    None: Qt would abort with a long xcb message instead."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "mdss-gui: no display found (DISPLAY/WAYLAND_DISPLAY unset): run it on a desktop, "
+        "or under a virtual one: xvfb-run -a mdss-gui …"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    problem = missing_display()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     _prefer_xcb_for_vtk()
 
     from PySide6.QtWidgets import QApplication

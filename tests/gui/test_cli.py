@@ -67,3 +67,18 @@ def test_bad_arguments_are_rejected():
         build_parser().parse_args(["--no-such-option"])
     args = build_parser().parse_args(["data", "--model", "m.mdss"])
     assert args.path == "data" and args.model == "m.mdss" and not args.demo
+
+
+def test_without_a_display_it_says_so_in_one_line():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.pop("QT_QPA_PLATFORM", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "mdss_app.main", "--demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "no display found" in done.stderr and "xvfb-run" in done.stderr
