@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from mdss_app.dialogs.train_dialog import FALLBACK_DEVICES, TrainDialog, train_job
 from mdss_app.panels.curves_panel import CurvesPanel
 from mdss_app.session import InspectorSession
-from mdss_app.settings import AppSettings
+from mdss_app.settings import AppSettings, free_path, workspace
 from mdss_app.status import TaskStatus
 from mdss_app.workers import Task, TaskContext, TaskRegistry
 from mdss_core import api
@@ -150,7 +150,7 @@ class Commands(QObject):
             if dataset is not None:
                 folder = str(dataset.root)
                 name = dataset.category or dataset.root.name
-                output = str(dataset.root.parent / f"{name}{api.MODEL_SUFFIX}")
+                output = str(free_path(workspace() / "models", name, api.MODEL_SUFFIX))
             self.train_dialog = TrainDialog(
                 folder,
                 output,

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QToolBar
 
 from mdss_app import style
 from mdss_app.dialogs.train_dialog import MODEL_FILTER
+from mdss_app.settings import workspace
 
 if TYPE_CHECKING:
     from mdss_app.main_window import MainWindow
@@ -134,8 +135,9 @@ def choose_export_folder(window: MainWindow) -> None:
     if not window.session.predictions:
         window.show_error("Nothing to export", "score the samples first (open a model)")
         return
-    start = window.settings.last_folder or str(Path.home())
-    folder = QFileDialog.getExistingDirectory(window, "Export results to", start)
+    start = workspace() / "exports"  # never inside the inspected data by default
+    start.mkdir(parents=True, exist_ok=True)
+    folder = QFileDialog.getExistingDirectory(window, "Export results to", str(start))
     if folder:
         window.commands.export_results(folder)
 

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 from PySide6.QtWidgets import QMainWindow
 
 ORGANIZATION = "mdss"
 APPLICATION = "mdss-gui"
+
+
+def workspace() -> Path:
+    """Where the inspector writes by default (models, exports): the platform's per-user data
+    folder, or ``MDSS_WORKSPACE``. Never the data being inspected."""
+    chosen = os.environ.get("MDSS_WORKSPACE") or QStandardPaths.writableLocation(
+        QStandardPaths.StandardLocation.AppDataLocation
+    )
+    return Path(chosen or Path.home() / ".mdss")
+
+
+def free_path(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem+suffix``, or ``stem-2``, ``stem-3``… when taken: a default never replaces
+    a file the user already has."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path, n = folder / f"{stem}{suffix}", 2
+    while path.exists():
+        path, n = folder / f"{stem}-{n}{suffix}", n + 1
+    return path
 
 
 class AppSettings:

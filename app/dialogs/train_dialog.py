@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from mdss_app import style
+from mdss_app.settings import free_path, workspace
 from mdss_app.workers import Task, TaskContext
 from mdss_core import api
 from mdss_core.api import DataError, Progress
@@ -307,7 +308,8 @@ class TrainDialog(QDialog):
             self.category_combo.addItem(Path(folder).name if folder else "—", "")
         if folder and not self.output_edit.text().strip():
             name = (names[0] if names else Path(folder).name) or "model"
-            self.output_edit.setText(str(Path(folder).parent / f"{name}{api.MODEL_SUFFIX}"))
+            models = workspace() / "models"
+            self.output_edit.setText(str(free_path(models, name, api.MODEL_SUFFIX)))
         self._summarize_folder(folder)
 
     def _summarize_folder(self, folder: str) -> None:

@@ -64,6 +64,7 @@ class CachedModel:
 def _isolated_cache(tmp_path, monkeypatch):
     # The demo and any trained demo model go to a throw-away cache, never the user's.
     monkeypatch.setenv("MDSS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MDSS_WORKSPACE", str(tmp_path / "workspace"))
 
 
 @pytest.fixture(scope="session")

@@ -83,3 +83,18 @@ def test_dialog_defaults_to_the_cpu_preset_and_offers_the_built_in_teachers(wind
     assert dialog.options()["teacher"] == "distilled"
     dialog.set_teacher(str(tmp_path / "mine.pth"))
     assert dialog.options()["teacher"] == str(tmp_path / "mine.pth")
+
+
+def test_default_model_path_is_in_the_workspace_never_in_the_data(window, gui_dataset, tmp_path):
+    import os
+
+    workspace = Path(os.environ["MDSS_WORKSPACE"])
+    (workspace / "models").mkdir(parents=True)
+    (workspace / "models" / f"{gui_dataset.name}.mdss").write_bytes(b"the user's model")
+    dialog = window.commands.show_train_dialog()
+    dialog.folder_edit.setText(str(gui_dataset))
+    dialog.output_edit.setText("")
+    dialog._folder_changed()
+    output = Path(dialog.options()["output"])
+    assert output.parent == workspace / "models" and output.name == f"{gui_dataset.name}-2.mdss"
+    assert gui_dataset.parent not in output.parents
