@@ -186,7 +186,8 @@ class MainWindow(QMainWindow):
 
     def _on_model(self, model: api.Model) -> None:
         session = self.session
-        self.status_fields.show_model(model.name, session.model_path, session.device_text)
+        label, details = api.model_identity(model)
+        self.status_fields.show_model(label, details, session.model_path, session.device_text)
         captions = api.map_captions(model)
         self.image_panel.set_caption(captions["rgb"])
         self.fused_panel.set_caption(captions["fused"])
@@ -223,7 +224,7 @@ class MainWindow(QMainWindow):
             name = session.dataset.category or session.dataset.root.name
             parts.append(f"{name} (demo)" if session.dataset_is_demo else name)
         if session.model is not None:
-            parts.append(f"model: {session.model.name}")
+            parts.append(f"model: {api.model_identity(session.model)[0]}")
         self.setWindowTitle(" — ".join(parts))
 
     def _update_actions(self) -> None:

@@ -103,10 +103,10 @@ class StatusFields:
             label.setObjectName("statusField")
             bar.addPermanentWidget(label)
 
-    def show_model(self, name: str, path: str, device_text: str) -> None:
+    def show_model(self, label: str, details: str, path: str, device_text: str) -> None:
         self.device_label.setText(f"Device: {device_text}")
-        self.model_label.setText(f"Model: {name}")
-        self.model_label.setToolTip(path)
+        self.model_label.setText(f"Model: {label}")
+        self.model_label.setToolTip(f"{path}\n{details}")
 
     def show_probed_device(self, devices: list[tuple[str, str]]) -> None:
         """Before a model says where it runs: what "auto" resolves to here."""

@@ -150,6 +150,23 @@ def map_captions(model: Model | None) -> dict[str, str]:
     return MAP_CAPTIONS.get(rule, MAP_CAPTIONS["paper"])
 
 
+def model_identity(model: Model) -> tuple[str, str]:
+    """A short label (name · preset · teacher) and a longer description of what a model is:
+    two models of one category must be told apart at a glance."""
+    info = model.info()
+    training = info.get("training") or {}
+    teacher = info.get("teacher") or {}
+    label = " · ".join(
+        part for part in (info.get("name"), info.get("preset"), teacher.get("kind")) if part
+    )
+    lines = [
+        f"category: {training.get('category') or '?'}, trained on {training.get('n_train', '?')}",
+        f"preset: {info.get('preset')}, fusion: {info.get('fusion', 'paper')}",
+        f"teacher: {info.get('teacher_text') or teacher.get('kind', '?')}",
+    ]
+    return label, "\n".join(lines)
+
+
 def default_preset() -> str:
     from mdss_core.config import DEFAULT_PRESET
 

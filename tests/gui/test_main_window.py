@@ -340,3 +340,16 @@ def test_2d_views_share_zoom_and_crosshair(scored_window):
     assert win.status_fields.pixel_label.text().startswith("pixel (5, 7)")
     win.hover(-1, -1)
     assert not win.fused_panel.cross_v.isVisible()
+
+
+def test_title_and_status_say_which_model_preset_and_teacher(
+    qtbot, window, gui_dataset, fast_model
+):
+    from tests.gui.conftest import open_and_score
+
+    open_and_score(qtbot, window, gui_dataset, fast_model)
+    preset = fast_model.config.preset
+    assert f"· {preset} ·" in window.windowTitle()
+    label = window.status_fields.model_label
+    assert preset in label.text() and "MobileNetV2" in label.toolTip()
+    assert "fusion: paper" in label.toolTip()
