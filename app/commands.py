@@ -47,6 +47,7 @@ class Commands(QObject):
     dataset_loaded = Signal(object)  # DatasetIndex
     inference_finished = Signal(str)  # outcome: "done" | "cancelled" | "failed"
     devices_found = Signal(list)  # [(value, label), …]
+    mismatch_found = Signal(str)  # the model was trained on another category: why, one line
 
     def __init__(
         self,
@@ -105,7 +106,7 @@ class Commands(QObject):
             self.settings.last_folder = str(dataset.root)
         self.dataset_loaded.emit(dataset)
         if self.session.model is not None:
-            self.start_scoring()
+            self.score_if_matching()
 
     def open_model(self, path: str | Path) -> Task:
         def job(_ctx: TaskContext, p: str = str(path)) -> tuple[api.Model, str, str]:
@@ -126,7 +127,7 @@ class Commands(QObject):
         self.session.set_model(model, path, device_text or str(model.device))
         self.messages.notify(f"Model '{model.name}' loaded ({self.session.device_text})")
         if self.session.dataset is not None:
-            self.start_scoring()
+            self.score_if_matching()
 
     def import_teacher(self, path: str | Path) -> Task:
         task = self._task(
@@ -208,6 +209,20 @@ class Commands(QObject):
         if self.inference_running:
             self.inference_task.cancel()
         self.inference_task = None
+
+    def score_if_matching(self) -> Task | None:
+        """Score the folder, unless the model was trained on another category: then say so
+        (``mismatch_found``) and leave the choice to the user, never score silently."""
+        session = self.session
+        if session.model is not None and session.dataset is not None:
+            problem = api.category_mismatch(session.model, session.dataset)
+            if problem and not session.dataset_is_demo:
+                self.cancel_scoring()
+                session.clear_scores()
+                self.curves.clear("Not scored: the model is for another category")
+                self.mismatch_found.emit(problem)
+                return None
+        return self.start_scoring()
 
     def start_scoring(self) -> Task | None:
         session = self.session

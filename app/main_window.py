@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QSplitter, 
 
 from mdss_app import style
 from mdss_app.commands import Commands
-from mdss_app.menus import build_actions, build_menus
+from mdss_app.menus import ask_about_mismatch, build_actions, build_menus
 from mdss_app.panels.cloud_panel import CloudPanel
 from mdss_app.panels.curves_panel import CurvesPanel
 from mdss_app.panels.fused_panel import FusedPanel
@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
         self.commands.devices_found.connect(self._on_devices)
         events.scored.connect(lambda ref, p: self.status_fields.show_time(p.timings_ms))
         self.commands.inference_finished.connect(self._on_scoring_finished)
+        self.commands.mismatch_found.connect(self._on_mismatch)
 
     def _on_dataset(self, dataset: DatasetIndex) -> None:
         self._update_title()
@@ -256,6 +257,16 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, title, message)
         else:
             print(f"mdss-gui: {title}: {message}", file=sys.stderr)
+
+    def _on_mismatch(self, problem: str) -> None:
+        """The model and the folder are of different categories: ask, never score silently."""
+        self.last_error = problem
+        self.statusBar().showMessage(f"Not scored: {problem}", 30000)
+        self.error_shown.emit(problem)
+        if self.interactive:
+            ask_about_mismatch(self, problem)
+        else:
+            print(f"mdss-gui: not scored: {problem}", file=sys.stderr)
 
     def notify(self, message: str, ms: int = 8000) -> None:
         self.statusBar().showMessage(message, ms)

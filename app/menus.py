@@ -159,3 +159,21 @@ def show_model_info(window: MainWindow) -> None:
             f"({training.get('category', '')}) in {training.get('seconds', '?')} s"
         )
     QMessageBox.information(window, "Model", "<br>".join(lines))
+
+
+def ask_about_mismatch(window: MainWindow, problem: str) -> None:
+    """Model and folder are of different categories: score anyway, train, or open another."""
+    box = QMessageBox(
+        QMessageBox.Icon.Warning, "Model for another category", problem, parent=window
+    )
+    score = box.addButton("Score anyway", QMessageBox.ButtonRole.AcceptRole)
+    train = box.addButton("Train a model…", QMessageBox.ButtonRole.ActionRole)
+    other = box.addButton("Open another model…", QMessageBox.ButtonRole.ActionRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    actions = {
+        score: window.commands.start_scoring,
+        train: window.commands.show_train_dialog,
+        other: window.menu_actions["open_model"].trigger,
+    }
+    box.buttonClicked.connect(lambda button: actions.get(button, lambda: None)())
+    box.open()  # not blocking: background work and the views go on

@@ -167,6 +167,21 @@ def model_identity(model: Model) -> tuple[str, str]:
     return label, "\n".join(lines)
 
 
+def category_mismatch(model: Model, dataset: DatasetIndex) -> str | None:
+    """Why ``model`` should not score ``dataset`` (trained on another category), or None.
+
+    Only categories both sides name are compared: a plain folder of samples has none, and
+    then the user's choice stands."""
+    trained_on = (model.info().get("training") or {}).get("category") or ""
+    holds = getattr(dataset, "category", "") or ""
+    if not trained_on or not holds or trained_on == holds:
+        return None
+    return (
+        f"model '{model.info().get('name')}' was trained on '{trained_on}', the folder holds "
+        f"'{holds}': its scores and thresholds do not apply to other parts"
+    )
+
+
 def default_preset() -> str:
     from mdss_core.config import DEFAULT_PRESET
 

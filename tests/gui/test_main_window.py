@@ -353,3 +353,23 @@ def test_title_and_status_say_which_model_preset_and_teacher(
     label = window.status_fields.model_label
     assert preset in label.text() and "MobileNetV2" in label.toolTip()
     assert "fusion: paper" in label.toolTip()
+
+
+def test_a_model_of_another_category_is_not_used_silently(qtbot, window, gui_dataset, fast_model):
+    class TrainedOnDisc:  # the same model, as if trained on another category
+        def __getattr__(self, name):
+            return getattr(fast_model, name)
+
+        def info(self):
+            return {**fast_model.info(), "training": {"category": "disc"}}
+
+    other = TrainedOnDisc()
+    with qtbot.waitSignal(window.commands.dataset_loaded, timeout=20000):
+        window.commands.open_folder(gui_dataset)
+    with qtbot.waitSignal(window.commands.mismatch_found, timeout=10000) as found:
+        window.commands.use_model(other, "disc.mdss", "CPU")
+    assert "trained on 'disc'" in found.args[0] and "'ring'" in found.args[0]
+    assert not window.session.predictions and "Not scored" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.commands.inference_finished, timeout=60000):
+        window.commands.start_scoring()  # the user's "Score anyway"
+    assert window.session.predictions
