@@ -18,7 +18,7 @@ from mdss_core.evaluation import EvaluationReport, evaluate_predictions
 from mdss_core.failures import describe, first_line
 from mdss_core.io.layout import DatasetIndex, category_names, open_dataset
 from mdss_core.io.sample import Sample, SampleRef
-from mdss_core.prediction import Prediction, Region, RegionSet, Scored
+from mdss_core.prediction import Prediction, Region, RegionSet, Scored, relative_score
 from mdss_core.progress import CancelToken, Progress, ProgressCallback, check_cancel, report
 from mdss_core.regions import local_scores, pixel_area_mm2, regions_at, with_thresholds
 
@@ -323,6 +323,12 @@ __all__ = [
     "pixel_area_mm2",
     "preset_names",
     "refs_to_score",
+    "relative_score",
+    "category_mismatch",
+    "default_preset",
+    "map_captions",
+    "model_identity",
+    "teacher_names",
     "regions_at",
     "report",
     "score_folder",

@@ -26,7 +26,8 @@ from mdss_core.prediction import Prediction
 
 CSV_COLUMNS = (
     "key", "split", "defect", "sample_id", "label", "score_rgb", "score_3d", "score_fused",
-    "image_threshold", "decision", "regions", "largest_region_px",
+    "score_relative", "image_threshold", "pixel_threshold", "decision", "regions",
+    "largest_region_px",
 )  # fmt: skip
 
 
@@ -107,7 +108,9 @@ class ResultWriter:
                 "score_rgb": f"{prediction.score_rgb:.6g}",
                 "score_3d": f"{prediction.score_3d:.6g}",
                 "score_fused": f"{prediction.score_fused:.6g}",
+                "score_relative": f"{prediction.score_relative:.4g}",
                 "image_threshold": f"{prediction.image_threshold:.6g}",
+                "pixel_threshold": f"{prediction.pixel_threshold:.6g}",
                 "decision": "anomalous" if prediction.is_anomalous else "normal",
                 "regions": len(prediction.regions),
                 "largest_region_px": largest,

@@ -100,6 +100,12 @@ class Prediction:
         return self.regions.threshold
 
     @property
+    def score_relative(self) -> float:
+        """The fused score over the image threshold: 1.0 = at the threshold, on every model's
+        scale alike (NaN when the threshold is not positive)."""
+        return relative_score(self.score_fused, self.image_threshold)
+
+    @property
     def is_anomalous(self) -> bool:
         return self.score_fused >= self.image_threshold
 
@@ -113,6 +119,11 @@ class Prediction:
     def maps(self) -> dict[str, np.ndarray]:
         """Each modality's map, under the names of :meth:`scores`."""
         return {"rgb": self.rgb_map, "3d": self.map_3d, "fused": self.fused_map}
+
+
+def relative_score(score: float, threshold: float) -> float:
+    """``score`` in units of ``threshold`` (NaN when the threshold is not positive)."""
+    return score / threshold if threshold > 0 else float("nan")
 
 
 @dataclass(frozen=True)

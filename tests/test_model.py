@@ -104,6 +104,12 @@ def test_cli_train_predict_evaluate(tiny_dataset, tmp_path, capsys):
     rows = list(csv.DictReader((out / "scores.csv").open()))
     test_refs = open_dataset(tiny_dataset, split="test")
     assert len(rows) == len(test_refs)
+    for row in rows:  # 1.0 = the image threshold, and the decision agrees with it
+        relative = float(row["score_relative"])
+        assert relative == pytest.approx(
+            float(row["score_fused"]) / float(row["image_threshold"]), rel=1e-3
+        )
+        assert (row["decision"] == "anomalous") == (relative >= 1.0 - 1e-9)
     first = test_refs[0]
     for kind in ("rgb", "3d", "fused"):
         assert (out / first.defect / f"{first.sample_id}_{kind}.tiff").is_file()

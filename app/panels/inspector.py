@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from mdss_app import style
 from mdss_app.session import InspectorSession, Selection, Thresholds, View
-from mdss_core.api import Prediction, Region, RegionSet
+from mdss_core.api import Prediction, Region, RegionSet, relative_score
 
 DRIVER_TEXT = {
     "colour": "colour (RGB branch)",
@@ -170,7 +170,8 @@ class InspectorPanel(QWidget):
             return
         self.sample.set("rgb", fmt(prediction.score_rgb))
         self.sample.set("3d", fmt(prediction.score_3d))
-        self.sample.set("fused", fmt(prediction.score_fused))
+        relative = relative_score(prediction.score_fused, image_threshold)
+        self.sample.set("fused", f"{fmt(prediction.score_fused)}  ({relative:.2f} × threshold)")
         anomalous = prediction.score_fused >= image_threshold
         self.sample.set(
             "decision",
