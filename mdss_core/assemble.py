@@ -46,7 +46,7 @@ def assemble(
         point_map=point_map,
         object_mask=object_mask,
         fused_map=full.fused,
-        score_rgb=float(maps.rgb.max()),
+        score_rgb=scores.score_rgb,
         score_3d=scores.score_geometry,
         score_fused=scores.score_fused,
         image_threshold=calibration.image_threshold,

@@ -69,6 +69,7 @@ class FusedMaps:
     rgb: np.ndarray  # the RGB map on the fused scale
     geometry: np.ndarray  # the 3D map(s) on the fused scale
     fused: np.ndarray
+    score_rgb: float  # the RGB map's maximum: raw (paper) or its z-score (zscore)
     score_geometry: float
     score_fused: float
 
@@ -128,6 +129,7 @@ class Calibration(ConfigBase):
                 aligned,
                 sdf_map.astype(np.float32, copy=False),
                 fuse_maps(aligned, sdf_map),
+                float(np.max(rgb_map)),
                 float(np.max(sdf_map)),
                 image_score(rgb_map, sdf_map),
             )
@@ -141,12 +143,14 @@ class Calibration(ConfigBase):
             geometry_peaks.append(peaks.normals.z(float(np.max(normal_map))))
         geometry = np.mean(geometry_maps, axis=0).astype(np.float32)
         score_geometry = float(np.mean(geometry_peaks))
+        score_rgb = float(peaks.rgb.z(float(np.max(rgb_map))))
         return FusedMaps(
             z_rgb.astype(np.float32),
             geometry,
             (z_rgb + geometry).astype(np.float32),
+            score_rgb,
             score_geometry,
-            float(peaks.rgb.z(float(np.max(rgb_map)))) + score_geometry,
+            score_rgb + score_geometry,
         )
 
 

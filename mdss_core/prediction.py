@@ -79,9 +79,9 @@ class Prediction:
     point_map: np.ndarray  # each object point's |sdf| at its pixel on the fused scale, 0: none
     object_mask: np.ndarray  # bool: points kept after background-plane removal
     fused_map: np.ndarray  # max(aligned RGB, 3D) (paper) or z(RGB) + 3D (zscore)
-    score_rgb: float  # maximum of the raw RGB map
+    score_rgb: float  # the RGB score the fusion uses: raw maximum (paper) or its z-score
     score_3d: float  # the 3D score the fusion uses
-    score_fused: float  # product of the maxima (paper 3.3) or their z-score sum
+    score_fused: float  # product of the maxima (paper 3.3) or score_rgb + score_3d (zscore)
     image_threshold: float
     regions: RegionSet  # at the model's pixel threshold
     timings_ms: dict[str, float] = field(default_factory=dict)

@@ -45,6 +45,7 @@ def test_zscore_model_predicts_saves_and_reloads(zscore_model, tiny_dataset, tmp
         assert p.normal_map is not None and p.normal_map.shape == p.shape
         # The fused map is the sum of the two maps on the z scale, pixel by pixel.
         np.testing.assert_allclose(p.fused_map, p.rgb_map_aligned + p.map_3d, atol=1e-4)
+        assert p.score_fused == pytest.approx(p.score_rgb + p.score_3d, abs=1e-5)
         assert (p.point_map >= 0).all()
     path = zscore_model.save(tmp_path / "z.mdss")
     loaded = MDSSModel.load(path)
