@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gui
 
 def _unloadable_copy(source: Path, target: Path) -> Path:
     """A copy of the dataset whose every test cloud is truncated (fails to load)."""
-    shutil.copytree(source, target)
+    shutil.copytree(source, target)  # same category name: the model applies to it
     for tiff in (target / "test").glob("*/xyz/*.tiff"):
         tiff.write_bytes(tiff.read_bytes()[:300])
     return target
@@ -55,7 +55,7 @@ def test_worker_boundary_words_failures_like_the_cli(qtbot, make, expected):
 def test_every_sample_failing_to_load_clears_the_busy_state(
     qtbot, window, gui_dataset, fast_model, tmp_path
 ):
-    folder = _unloadable_copy(gui_dataset, tmp_path / "broken")
+    folder = _unloadable_copy(gui_dataset, tmp_path / "broken" / gui_dataset.name)
     with qtbot.waitSignal(window.error_shown, timeout=20000) as shown:
         window.commands.open_folder(folder)  # the first sample is selected and fails to load
     assert "truncated TIFF" in shown.args[0] and "\n" not in shown.args[0]
@@ -104,7 +104,7 @@ def test_screenshot_stops_at_the_first_failed_load(
 ):
     from mdss_app.main import main
 
-    folder = _unloadable_copy(gui_dataset, tmp_path / "broken")
+    folder = _unloadable_copy(gui_dataset, tmp_path / "broken" / gui_dataset.name)
     png = tmp_path / "window.png"
     # --timeout is only the guard: the run must stop on the error, not on the timeout.
     code = main(

@@ -261,7 +261,7 @@ def test_a_broken_sample_is_skipped_and_the_rest_scored(
 
     from tests.gui.conftest import open_and_score
 
-    folder = tmp_path / "copy"
+    folder = tmp_path / "copy" / gui_dataset.name  # same category: the model applies
     shutil.copytree(gui_dataset, folder)
     broken = sorted((folder / "test").glob("*/xyz/*.tiff"))[-1]
     broken.write_bytes(b"not a tiff")
