@@ -115,3 +115,21 @@ def test_backbone_teacher_grid_matches_the_unpadded_student() -> None:
         teacher.aligned = False  # the padded PDN's whole S/4 grid, for distillation
         assert teacher(torch.zeros(1, 3, 256, 256)).shape == (1, 152, 64, 64)
     assert all(not p.requires_grad for p in teacher.parameters())
+
+
+def test_shipped_distilled_teacher_matches_its_card() -> None:
+    from mdss_core.rgb.config import RGBConfig
+    from mdss_core.rgb.teacher_choice import SHIPPED_DISTILLED, resolve_teacher
+    from mdss_resources import resource_path
+
+    weights = resource_path(*SHIPPED_DISTILLED)
+    card = json.loads(
+        weights.with_name(weights.name.replace(".safetensors", ".card.json")).read_text()
+    )
+    assert card["file"] == weights.name and file_sha256(weights) == card["sha256"]
+    assert card["dtype"] == "float16" and "MIT" in card["licence"]
+    assert card["losses"] and card["corpus"] and card["distillation"]["steps"] > 0
+    teacher, origin, config = resolve_teacher("distilled", RGBConfig(), seed=0)
+    assert config.teacher == "pdn" and config.teacher_channels == teacher.out_channels == 152
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.isfinite(teacher(x)).all()
