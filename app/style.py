@@ -21,9 +21,8 @@ THRESHOLD = "#ffb347"
 GT = "#40e08a"
 SELECTION = "#36d6ff"
 CROSSHAIR = "#e6f1ff"
-
-# One colour map for every anomaly score so the three panels read the same way.
-SCORE_COLORMAP = "inferno"
+# The anomaly-score colour map is the engine's (mdss_core.overlay_render, via the façade), so
+# the panels and the exported overlays read the same way.
 
 
 def apply_style(app: QApplication) -> None:

@@ -18,6 +18,13 @@ from mdss_core.evaluation import EvaluationReport, evaluate_predictions
 from mdss_core.failures import describe, first_line
 from mdss_core.io.layout import DatasetIndex, category_names, open_dataset
 from mdss_core.io.sample import Sample, SampleRef
+from mdss_core.overlay_render import (
+    FADE,
+    SCORE_COLORMAP,
+    display_ceiling,
+    fade_alpha,
+    score_colours,
+)
 from mdss_core.prediction import Prediction, Region, RegionSet, Scored, relative_score
 from mdss_core.progress import CancelToken, Progress, ProgressCallback, check_cancel, report
 from mdss_core.regions import local_scores, pixel_area_mm2, regions_at, with_thresholds
@@ -247,15 +254,25 @@ def export_results(
     image_threshold: float | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    *,
+    model: Model | None = None,
+    data_folder: str | Path = "",
+    errors: Sequence[str] = (),
 ) -> Path:
-    """Each sample's maps (TIFF) and overlays of every modality (PNG), then ``scores.csv``,
-    judged with the given thresholds; returns the CSV's path. The predictions are unchanged."""
+    """Each sample's maps (TIFF) and annotated overlays of every modality (PNG), then
+    ``regions.csv``, ``report.html`` and ``scores.csv``, judged with the given thresholds;
+    returns the CSV's path. ``model`` names the model in the files, ``data_folder`` and
+    ``errors`` (samples that could not be scored) go into the report. The predictions are
+    unchanged."""
     from mdss_core.atomic import ensure_writable_folder
     from mdss_core.export import ResultWriter
     from mdss_core.regions import with_thresholds
 
     out = ensure_writable_folder(out_dir)  # a read-only target fails before any file is made
-    writer = ResultWriter(out, overlays=("fused", "rgb", "3d"))
+    info = model.info() if model is not None else None
+    writer = ResultWriter(out, ("fused", "rgb", "3d"), model_info=info, data_folder=data_folder)
+    for error in errors:
+        writer.note_error(error)
     for i, (ref, prediction) in enumerate(items):
         check_cancel(cancel, "export")
         writer.add(ref, with_thresholds(prediction, pixel_threshold, image_threshold))
@@ -287,6 +304,8 @@ def demo_model_target() -> Path:
 
 __all__ = [
     "MODEL_SUFFIX",
+    "SCORE_COLORMAP",
+    "FADE",
     "Cancelled",
     "CancelToken",
     "DataError",
@@ -313,8 +332,10 @@ __all__ = [
     "demo_model_target",
     "describe",
     "device_label",
+    "display_ceiling",
     "evaluate",
     "export_results",
+    "fade_alpha",
     "first_line",
     "fit_model",
     "load_model",
@@ -331,6 +352,7 @@ __all__ = [
     "teacher_names",
     "regions_at",
     "report",
+    "score_colours",
     "score_folder",
     "with_thresholds",
 ]

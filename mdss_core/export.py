@@ -1,4 +1,5 @@
-"""Writing results users keep: float32 TIFF maps, PNG overlays, a CSV of scores, JSON.
+"""Writing results users keep: float32 TIFF maps, annotated PNG overlays, ``scores.csv`` (one
+row per sample), ``regions.csv`` (one row per defect region), ``report.html``, JSON.
 
 Output names keep the input's defect folder and sample id (``OUT/hole/003_fused.tiff``) so
 downstream tools can match results to inputs; a second sample with the same folder and id
@@ -15,20 +16,46 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from mdss_core.atomic import atomic_write, sweep_stale_temps
-from mdss_core.io.readers import read_rgb
-from mdss_core.io.sample import SampleRef
+from mdss_core.errors import MDSSError
+from mdss_core.evaluation import ScoredSample, ground_truth, summarize
+from mdss_core.failures import first_line
+from mdss_core.io.readers import read_rgb, read_xyz
+from mdss_core.io.sample import GOOD, SampleRef
 from mdss_core.io.writers import write_png, write_tiff
-from mdss_core.prediction import Prediction
+from mdss_core.overlay_render import (
+    OPACITY,
+    PREDICTION_COLOUR,
+    OverlayCaption,
+    blend_scores,
+    display_ceiling,
+    draw_outline,
+    render_overlay,
+)
+from mdss_core.prediction import Prediction, Region, RegionSet
+from mdss_core.regions import find_regions, pixel_area_mm2
+from mdss_core.report_html import REPORT_NAME, ReportData, ReportSample, write_report
 
 CSV_COLUMNS = (
     "key", "split", "defect", "sample_id", "label", "score_rgb", "score_3d", "score_fused",
     "score_relative", "image_threshold", "pixel_threshold", "decision", "regions",
     "largest_region_px",
+    # Appended later (scripts reading the columns above keep working):
+    "model_name", "model_category", "model_preset", "model_teacher", "largest_region_mm2",
+    "region_list",
 )  # fmt: skip
+# One row per region of regions.csv; boxes in pixels, x = column, y = row, ends exclusive.
+REGION_COLUMNS = (
+    "key", "region", "x0", "y0", "x1", "y1", "centroid_x", "centroid_y", "area_px", "area_mm2",
+    "peak_fused", "mean_fused", "peak_rgb", "peak_3d", "driver",
+)  # fmt: skip
+MAP_LABELS = {
+    "fused": "colours: fused score",
+    "rgb": "colours: RGB score (on the 3D scale)",
+    "3d": "colours: 3D score",
+}
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
@@ -37,31 +64,109 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 
 
 def heat_overlay(
-    rgb: np.ndarray, score_map: np.ndarray, threshold: float, alpha: float = 0.5
+    rgb: np.ndarray, score_map: np.ndarray, threshold: float, alpha: float = OPACITY
 ) -> np.ndarray:
-    """RGB image blended with a JET heat map in which ``threshold`` sits mid-scale, + contour."""
-    scale = 2.0 * threshold if threshold > 0 else float(score_map.max() or 1.0)
-    heat = np.clip(score_map / scale, 0, 1)
-    colours = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-    blended = (rgb * (1 - alpha) + colours * alpha).astype(np.uint8)
-    contours, _ = cv2.findContours(
-        (score_map >= threshold).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-    )
-    cv2.drawContours(blended, contours, -1, (255, 255, 255), 1)
+    """RGB image tinted by the score map in the inspector's colours (``threshold`` mid-scale),
+    with the outline of the map at ``threshold``; no bands (see :func:`render_overlay`)."""
+    blended = blend_scores(rgb, score_map, display_ceiling(threshold, [score_map]), alpha)
+    draw_outline(blended, score_map >= threshold, PREDICTION_COLOUR, 1)
     return blended
 
 
-class ResultWriter:
-    """Collects predictions into ``out_dir``; :meth:`close` writes ``scores.csv``.
+def model_fields(info: dict[str, Any] | None) -> dict[str, str]:
+    """The model identity columns of ``scores.csv`` from ``Model.info()`` (empty without one)."""
+    info = info or {}
+    teacher = info.get("teacher") or {}
+    return {
+        "model_name": str(info.get("name") or ""),
+        "model_category": str((info.get("training") or {}).get("category") or ""),
+        "model_preset": str(info.get("preset") or ""),
+        "model_teacher": str(info.get("teacher_text") or teacher.get("kind") or ""),
+    }
 
-    Per sample: each modality's map as float32 TIFF, and a PNG overlay for each modality named
-    in ``overlays`` ("fused", "rgb", "3d"; the RGB overlay shows the map on the 3D scale).
+
+def region_record(key: str, index: int, region: Region) -> dict[str, Any]:
+    """One row of ``regions.csv``."""
+    row0, col0, row1, col1 = region.bbox
+    return {
+        "key": key,
+        "region": index,
+        "x0": col0,
+        "y0": row0,
+        "x1": col1,
+        "y1": row1,
+        "centroid_x": f"{region.centroid[1]:.1f}",
+        "centroid_y": f"{region.centroid[0]:.1f}",
+        "area_px": region.area_px,
+        "area_mm2": _mm2(region.area_mm2),
+        "peak_fused": f"{region.max_fused:.6g}",
+        "mean_fused": f"{region.mean_fused:.6g}",
+        "peak_rgb": f"{region.max_rgb:.6g}",
+        "peak_3d": f"{region.max_3d:.6g}",
+        "driver": region.driver,
+    }
+
+
+def region_list(regions: RegionSet) -> str:
+    """The compact region column: ``x0 y0 x1 y1 area_px area_mm2`` per region, ``;`` between."""
+    parts = []
+    for region in regions:
+        row0, col0, row1, col1 = region.bbox
+        parts.append(f"{col0} {row0} {col1} {row1} {region.area_px} {_mm2(region.area_mm2)}")
+    return ";".join(parts)
+
+
+def _mm2(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def regions_with_areas(ref: SampleRef, prediction: Prediction) -> RegionSet:
+    """The prediction's regions with their areas in mm²; regions recomputed at another
+    threshold (:func:`with_thresholds`) lack them, so the cloud is read again for those.
+    A cloud that cannot be read leaves the areas unknown (empty), not the export failed."""
+    regions = prediction.regions
+    if all(r.area_mm2 is not None for r in regions):
+        return regions
+    try:
+        xyz = read_xyz(ref.xyz_path)
+    except (MDSSError, OSError):
+        return regions
+    if xyz.shape[:2] != prediction.shape:
+        return regions
+    area = pixel_area_mm2(xyz, prediction.object_mask)
+    return find_regions(
+        prediction.fused_map, prediction.rgb_map_aligned, prediction.map_3d, regions.threshold, area
+    )
+
+
+class ResultWriter:
+    """Collects predictions into ``out_dir``; :meth:`close` writes ``regions.csv``,
+    ``report.html`` and ``scores.csv``.
+
+    Per sample: each modality's map as float32 TIFF, and an annotated PNG overlay for each
+    modality named in ``overlays`` ("fused", "rgb", "3d"; the RGB overlay shows the map on the
+    3D scale). ``model_info`` (``Model.info()``) names the model in the CSV, the overlays and
+    the report; ``data_folder`` is what the report says was scored.
     """
 
-    def __init__(self, out_dir: str | Path, overlays: Sequence[str] = ("fused",)) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        overlays: Sequence[str] = ("fused",),
+        model_info: dict[str, Any] | None = None,
+        data_folder: str | Path = "",
+        report: bool = True,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.overlays = tuple(overlays)
+        self.model_info = dict(model_info or {})
+        self.data_folder = str(data_folder)
+        self.report = report
         self.rows: list[dict[str, Any]] = []
+        self.region_rows: list[dict[str, Any]] = []
+        self.samples: list[ReportSample] = []
+        self.errors: list[str] = []
+        self._labelled: list[ScoredSample] = []
         self._used: set[Path] = set()
         self._swept: set[Path] = set()
 
@@ -69,6 +174,10 @@ class ResultWriter:
     def written(self) -> int:
         """Samples whose files are all written (``scores.csv`` is only written by close)."""
         return len(self.rows)
+
+    def note_error(self, message: str) -> None:
+        """A sample that could not be scored: the report lists it."""
+        self.errors.append(str(message))
 
     def _folder(self, folder: Path) -> Path:
         if folder not in self._swept:
@@ -85,49 +194,124 @@ class ResultWriter:
         return stem
 
     def add(self, ref: SampleRef, prediction: Prediction, rgb: np.ndarray | None = None) -> Path:
-        stem = self.out_dir / self.stem_for(ref)
+        relative = self.stem_for(ref)
+        stem = self.out_dir / relative
         self._folder(stem.parent)
         for name, image in prediction.maps().items():
             target = stem.parent / f"{stem.name}_{name}.tiff"
             atomic_write(target, lambda tmp, im=image: write_tiff(tmp, im.astype(np.float32)))
-        if self.overlays:
-            rgb = read_rgb(ref.rgb_path) if rgb is None else rgb
+        gt = ground_truth(ref, prediction.shape) if ref.gt_path is not None else None
+        pngs = self._write_overlays(ref, prediction, stem, rgb, gt)
+        regions = regions_with_areas(ref, prediction)
+        self.rows.append(self._row(ref, prediction, regions))
+        self.region_rows += [region_record(ref.key, i, r) for i, r in enumerate(regions, 1)]
+        links = {name: f"{relative.as_posix()}_{name}_overlay.png" for name in pngs}
+        self.samples.append(ReportSample.of(ref, prediction, len(regions), links))
+        if self.report:
+            self._keep_for_metrics(ref, prediction, gt)
+        return relative
+
+    def _keep_for_metrics(
+        self, ref: SampleRef, prediction: Prediction, gt: np.ndarray | None
+    ) -> None:
+        """A labelled sample's scores and maps, for the report's I-AUROC / AUPRO (as
+        ``mdss evaluate`` keeps them); unlabelled samples keep nothing."""
+        if ref.label < 0 and gt is None:
+            return
+        label = ref.label if ref.label >= 0 else int(gt.any())
+        defect = ref.defect or ("anomalous" if label else GOOD)
+        mask = gt if gt is not None else np.zeros(prediction.shape, bool)
+        scores, maps = prediction.scores(), prediction.maps()
+        self._labelled.append(ScoredSample(ref.key, defect, label, scores, maps, mask))
+
+    def _write_overlays(
+        self,
+        ref: SampleRef,
+        prediction: Prediction,
+        stem: Path,
+        rgb: np.ndarray | None,
+        gt: np.ndarray | None,
+    ) -> list[str]:
+        if not self.overlays:
+            return []
+        rgb = read_rgb(ref.rgb_path) if rgb is None else rgb
         shown = {**prediction.maps(), "rgb": prediction.rgb_map_aligned}
         for name in self.overlays:
-            overlay = heat_overlay(rgb, shown[name], prediction.pixel_threshold)
+            caption = OverlayCaption(
+                sample_key=ref.key,
+                map_label=MAP_LABELS.get(name, name),
+                score=prediction.score_fused,
+                score_relative=prediction.score_relative,
+                anomalous=prediction.is_anomalous,
+                model_name=self.model_info.get("name") or "?",
+                pixel_threshold=prediction.pixel_threshold,
+            )
+            overlay = render_overlay(rgb, shown[name], caption, gt, grey_base=name == "fused")
             target = stem.parent / f"{stem.name}_{name}_overlay.png"
             atomic_write(target, lambda tmp, im=overlay: write_png(tmp, im))
-        largest = max((r.area_px for r in prediction.regions), default=0)
-        self.rows.append(
-            {
-                "key": ref.key,
-                "split": ref.split,
-                "defect": ref.defect,
-                "sample_id": ref.sample_id,
-                "label": ref.label,
-                "score_rgb": f"{prediction.score_rgb:.6g}",
-                "score_3d": f"{prediction.score_3d:.6g}",
-                "score_fused": f"{prediction.score_fused:.6g}",
-                "score_relative": f"{prediction.score_relative:.4g}",
-                "image_threshold": f"{prediction.image_threshold:.6g}",
-                "pixel_threshold": f"{prediction.pixel_threshold:.6g}",
-                "decision": "anomalous" if prediction.is_anomalous else "normal",
-                "regions": len(prediction.regions),
-                "largest_region_px": largest,
-            }
-        )
-        return stem
+        return list(self.overlays)
+
+    def _row(self, ref: SampleRef, prediction: Prediction, regions: RegionSet) -> dict[str, Any]:
+        areas = [r.area_mm2 for r in regions if r.area_mm2 is not None]
+        return {
+            "key": ref.key,
+            "split": ref.split,
+            "defect": ref.defect,
+            "sample_id": ref.sample_id,
+            "label": ref.label,
+            "score_rgb": f"{prediction.score_rgb:.6g}",
+            "score_3d": f"{prediction.score_3d:.6g}",
+            "score_fused": f"{prediction.score_fused:.6g}",
+            "score_relative": f"{prediction.score_relative:.4g}",
+            "image_threshold": f"{prediction.image_threshold:.6g}",
+            "pixel_threshold": f"{regions.threshold:.6g}",
+            "decision": "anomalous" if prediction.is_anomalous else "normal",
+            "regions": len(regions),
+            "largest_region_px": max((r.area_px for r in regions), default=0),
+            **model_fields(self.model_info),
+            "largest_region_mm2": _mm2(max(areas)) if areas else "",
+            "region_list": region_list(regions),
+        }
 
     def close(self) -> Path:
-        path = self._folder(self.out_dir) / "scores.csv"
+        """Write ``regions.csv``, ``report.html`` and, last, ``scores.csv`` (its presence says
+        the run finished); returns the path of ``scores.csv``."""
+        folder = self._folder(self.out_dir)
+        _write_csv(folder / "regions.csv", REGION_COLUMNS, self.region_rows)
+        if self.report:
+            write_report(folder / REPORT_NAME, self._report_data())
+        return _write_csv(folder / "scores.csv", CSV_COLUMNS, self.rows)
 
-        def write(tmp: Path) -> None:
-            with tmp.open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-                writer.writeheader()
-                writer.writerows(self.rows)
+    @property
+    def report_path(self) -> Path | None:
+        path = self.out_dir / REPORT_NAME
+        return path if self.report and path.exists() else None
 
-        return atomic_write(path, write)
+    def _report_data(self) -> ReportData:
+        evaluation, note = None, ""
+        if self._labelled:
+            try:
+                evaluation = summarize(self._labelled)
+            except ValueError as exc:  # e.g. a NaN score: the report says so, files stay
+                note = f"metrics not computed: {first_line(exc)}"
+        return ReportData(
+            model_info=self.model_info,
+            data_folder=self.data_folder,
+            samples=list(self.samples),
+            errors=list(self.errors),
+            evaluation=evaluation,
+            note=note,
+        )
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> Path:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)
 
 
 def _json_default(value: Any) -> Any:

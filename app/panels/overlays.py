@@ -1,4 +1,8 @@
-"""Qt-free helpers for 2D overlays: colour look-up tables and mask outlines as polylines."""
+"""Qt-free helpers for 2D overlays: colour look-up tables and mask outlines as polylines.
+
+The colour map, its low-score fade and the scale's ceiling are the engine's
+(:mod:`mdss_core.overlay_render`, through the façade), so exported overlays look like the views.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,24 @@ import cv2
 import numpy as np
 import pyqtgraph as pg
 
-from mdss_app.style import SCORE_COLORMAP
+from mdss_core.api import FADE, SCORE_COLORMAP, display_ceiling, fade_alpha, score_colours
+
+__all__ = ["display_ceiling", "mask_outline", "overlay_lut", "score_colormap"]
 
 
-def score_colormap(name: str = SCORE_COLORMAP) -> pg.ColorMap:
-    return pg.colormap.get(name)
+def score_colormap() -> pg.ColorMap:
+    """The engine's score colour map as a pyqtgraph map."""
+    colours = score_colours()
+    return pg.ColorMap(np.linspace(0.0, 1.0, len(colours)), colours, name=SCORE_COLORMAP)
 
 
-def overlay_lut(name: str = SCORE_COLORMAP, size: int = 256, fade: float = 0.2) -> np.ndarray:
+def overlay_lut(size: int = 256, fade: float = FADE) -> np.ndarray:
     """RGBA table whose lowest ``fade`` fraction fades to transparent.
 
     Normal pixels (score near 0) then leave the image visible and only anomalies are tinted.
     """
-    colours = score_colormap(name).getLookupTable(nPts=size, alpha=False, mode="byte")
-    alpha = np.clip(np.arange(size) / max(1.0, fade * size), 0.0, 1.0) * 255
+    colours = score_colormap().getLookupTable(nPts=size, alpha=False, mode="byte")
+    alpha = fade_alpha(size, fade) * 255
     return np.column_stack([colours[:, :3], alpha]).astype(np.uint8)
 
 
@@ -45,16 +53,3 @@ def mask_outline(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         link[-1] = False
         connect.append(link)
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(connect)
-
-
-def display_ceiling(pixel_threshold: float, maps: list[np.ndarray] | None = None) -> float:
-    """Upper colour level shared by the anomaly maps: twice the pixel threshold.
-
-    The threshold then sits mid-scale, so "above threshold" always looks the same colour. Falls
-    back to the maps' robust maximum when the threshold is unusable.
-    """
-    if np.isfinite(pixel_threshold) and pixel_threshold > 0:
-        return float(2.0 * pixel_threshold)
-    peaks = [float(np.percentile(m, 99.9)) for m in maps or [] if m is not None and m.size]
-    peak = max(peaks, default=0.0)
-    return peak if peak > 0 else 1.0

@@ -1,4 +1,5 @@
-"""`mdss predict MODEL INPUT… --out DIR`: float32 TIFF maps, PNG overlays and a CSV of scores.
+"""`mdss predict MODEL INPUT… --out DIR`: float32 TIFF maps, annotated PNG overlays,
+``scores.csv``, ``regions.csv`` and an HTML inspection report.
 
 A sample that cannot be read is skipped and named on stderr; the others are scored, and the
 exit code (2) says that something was skipped.
@@ -17,7 +18,7 @@ from mdss_core.rgb.teacher_choice import describe_teacher
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("predict", help="score samples and write maps + a CSV")
+    p = subparsers.add_parser("predict", help="score samples; write maps, CSVs and a report")
     p.add_argument("model", type=Path)
     p.add_argument("inputs", type=Path, nargs="+", help="sample folders or datasets")
     p.add_argument("--out", type=Path, required=True)
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         refs += list(open_dataset(path, category=args.category, split=args.split))
     # Before any scoring: a read-only or missing target fails now, not after the first sample.
     out = ensure_writable_folder(args.out)
-    writer = ResultWriter(out, overlays=() if args.no_png else ("fused",))
+    inputs = ", ".join(str(path) for path in args.inputs)
+    overlays = () if args.no_png else ("fused",)
+    writer = ResultWriter(out, overlays, model_info=model.info(), data_folder=inputs)
     flagged, skipped = 0, []
     scored = api.score_folder(
         model, refs, ProgressBar(), batch_size=args.batch, workers=args.workers
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         for item in scored:
             if item.error is not None:
                 skipped.append(item.error)
+                writer.note_error(str(item.error))
                 continue
             writer.add(item.ref, item.prediction)
             flagged += item.prediction.is_anomalous
@@ -76,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise failure from exc
     print(f"{writer.written} samples scored, {flagged} flagged anomalous; scores in {csv_path}")
+    if writer.report_path is not None:
+        print(f"report: {writer.report_path}")
     if skipped:
         _report_skipped(skipped)
         raise MDSSError(
