@@ -293,14 +293,23 @@ class Commands(QObject):
         if not items:
             self.messages.show_error("Nothing to export", "score the samples first (open a model)")
             return None
-        thresholds = self.session.thresholds
+        session = self.session
+        pixel, image = session.thresholds.pixel, session.thresholds.image
+        about = {  # what the report says: which model scored which folder, what was skipped
+            "model": session.model,
+            "data_folder": session.dataset.root if session.dataset is not None else "",
+            "errors": list(session.problems),
+        }
 
         def job(ctx: TaskContext) -> Path:
-            pixel, image = thresholds.pixel, thresholds.image
-            return api.export_results(items, folder, pixel, image, ctx.progress, ctx.cancel)
+            return api.export_results(
+                items, folder, pixel, image, ctx.progress, ctx.cancel, **about
+            )
 
         task = self._task("export", job, "Export failed")
         task.done.connect(
-            lambda path: self.messages.notify(f"Exported {len(items)} samples → {path}", 15000)
+            lambda path: self.messages.notify(
+                f"Exported {len(items)} samples → {path.parent} (report.html, scores.csv)", 15000
+            )
         )
         return self.run(task, "Exporting")

@@ -110,6 +110,8 @@ def test_cli_predict_skips_a_broken_sample_and_scores_the_rest(
     assert f"1 of {len(refs)} samples could not be scored" in error
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert [r["key"] for r in rows] == [r.key for r in refs if r is not broken]
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Not scored (1)" in report and str(broken.xyz_path) in report
 
 
 def test_data_error_survives_crossing_processes():

@@ -110,6 +110,10 @@ def test_cli_train_predict_evaluate(tiny_dataset, tmp_path, capsys):
             float(row["score_fused"]) / float(row["image_threshold"]), rel=1e-3
         )
         assert (row["decision"] == "anomalous") == (relative >= 1.0 - 1e-9)
+    assert {row["model_name"] for row in rows} == {MDSSModel.load(model).name}
+    assert (out / "regions.csv").is_file() and 'class="roc-fused"' in (
+        out / "report.html"
+    ).read_text(encoding="utf-8")
     first = test_refs[0]
     for kind in ("rgb", "3d", "fused"):
         assert (out / first.defect / f"{first.sample_id}_{kind}.tiff").is_file()

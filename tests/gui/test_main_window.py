@@ -203,6 +203,16 @@ def test_export_writes_maps_and_a_csv_of_decisions(qtbot, scored_window, tmp_pat
         assert row["decision"] == ("anomalous" if expected else "normal")
     for name in ("fused", "rgb", "3d"):
         assert len(list((tmp_path / "out").rglob(f"*_{name}_overlay.png"))) == len(rows)
+    model_name = win.session.model.info()["name"]
+    assert all(row["model_name"] == model_name for row in rows)
+    with open(tmp_path / "out" / "regions.csv", newline="") as handle:
+        regions = list(csv.DictReader(handle))
+    assert len(regions) == sum(int(row["regions"]) for row in rows)
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    flagged = sum(row["decision"] == "anomalous" for row in rows)
+    assert f"Flagged anomalous</th><td>{flagged}<" in report
+    assert f"Data folder</th><td>{win.session.dataset.root}<" in report
+    assert 'class="operating-point"' in report  # the tiny test split has both labels
     # The window's own predictions are the same objects, with the model's thresholds.
     assert dict(win.session.predictions) == before
     model_image = win.session.model.image_threshold

@@ -80,6 +80,18 @@ def test_overlay_lut_fades_low_scores_and_ceiling_centres_threshold():
     assert display_ceiling(float("nan"), [np.full((3, 3), 5.0)]) == pytest.approx(5.0)
 
 
+def test_the_views_and_the_exported_overlays_share_one_colour_map():
+    from mdss_app.panels.overlays import score_colormap
+    from mdss_core.api import fade_alpha, score_colours
+
+    assert np.array_equal(overlay_lut()[:, :3], score_colours())
+    assert np.array_equal(overlay_lut()[:, 3], (fade_alpha() * 255).astype(np.uint8))
+    table = score_colormap().getLookupTable(nPts=256, alpha=False, mode="byte")
+    assert np.array_equal(table[:, :3], score_colours())
+    # dark for normal scores, bright for anomalous ones (inferno)
+    assert score_colours()[0].sum() < 30 and score_colours()[-1].sum() > 600
+
+
 def test_eta_uses_the_pace_of_the_current_stage():
     now = [0.0]
     eta = EtaTracker(lambda: now[0])
