@@ -26,7 +26,8 @@ from mdss_core.io.sample import SampleRef
 from mdss_core.prediction import Prediction
 
 REPORT_NAME = "report.html"
-CURVE_COLOURS = {"rgb": "#3d8bfd", "3d": "#b05cff", "fused": "#e8590c"}
+# The inspector's metric-curve hues (pink, blue, orange), darkened for a white page.
+CURVE_COLOURS = {"rgb": "#d94fb8", "3d": "#3d8fe0", "fused": "#e8890c"}
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;
 color:#1d2026;max-width:1100px}
