@@ -299,6 +299,8 @@ class Commands(QObject):
             "model": session.model,
             "data_folder": session.dataset.root if session.dataset is not None else "",
             "errors": list(session.problems),
+            # the metrics panel's table, when done: the export then skips recomputing AUPRO
+            "evaluation": None if self.metrics_running else getattr(self.curves, "report", None),
         }
 
         def job(ctx: TaskContext) -> Path:

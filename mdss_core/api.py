@@ -258,19 +258,23 @@ def export_results(
     model: Model | None = None,
     data_folder: str | Path = "",
     errors: Sequence[str] = (),
+    evaluation: EvaluationReport | None = None,
 ) -> Path:
     """Each sample's maps (TIFF) and annotated overlays of every modality (PNG), then
     ``regions.csv``, ``report.html`` and ``scores.csv``, judged with the given thresholds;
     returns the CSV's path. ``model`` names the model in the files, ``data_folder`` and
-    ``errors`` (samples that could not be scored) go into the report. The predictions are
-    unchanged."""
+    ``errors`` (samples that could not be scored) go into the report, and so does
+    ``evaluation`` (what :func:`evaluate` gave for these items) instead of the report's own
+    pooled metrics, when it matches the items. The predictions are unchanged."""
     from mdss_core.atomic import ensure_writable_folder
     from mdss_core.export import ResultWriter
     from mdss_core.regions import with_thresholds
 
     out = ensure_writable_folder(out_dir)  # a read-only target fails before any file is made
     info = model.info() if model is not None else None
-    writer = ResultWriter(out, ("fused", "rgb", "3d"), model_info=info, data_folder=data_folder)
+    writer = ResultWriter(
+        out, ("fused", "rgb", "3d"), info, data_folder=data_folder, evaluation=evaluation
+    )
     for error in errors:
         writer.note_error(error)
     for i, (ref, prediction) in enumerate(items):

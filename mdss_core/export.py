@@ -20,11 +20,12 @@ import numpy as np
 
 from mdss_core.atomic import atomic_write, sweep_stale_temps
 from mdss_core.errors import MDSSError
-from mdss_core.evaluation import ScoredSample, ground_truth, summarize
+from mdss_core.evaluation import MODALITIES, EvaluationReport, ScoredSample, ground_truth
 from mdss_core.failures import first_line
 from mdss_core.io.readers import read_rgb, read_xyz
 from mdss_core.io.sample import GOOD, SampleRef
 from mdss_core.io.writers import write_png, write_tiff
+from mdss_core.metrics import aupro, auroc, auroc_interval, roc_curve
 from mdss_core.overlay_render import (
     OPACITY,
     PREDICTION_COLOUR,
@@ -146,7 +147,9 @@ class ResultWriter:
     Per sample: each modality's map as float32 TIFF, and an annotated PNG overlay for each
     modality named in ``overlays`` ("fused", "rgb", "3d"; the RGB overlay shows the map on the
     3D scale). ``model_info`` (``Model.info()``) names the model in the CSV, the overlays and
-    the report; ``data_folder`` is what the report says was scored.
+    the report; ``data_folder`` is what the report says was scored. ``evaluation``: metrics
+    already computed for exactly these samples (the inspector's), used instead of computing
+    :func:`pooled_evaluation` when its samples and scores match the labelled ones written.
     """
 
     def __init__(
@@ -156,12 +159,14 @@ class ResultWriter:
         model_info: dict[str, Any] | None = None,
         data_folder: str | Path = "",
         report: bool = True,
+        evaluation: EvaluationReport | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.overlays = tuple(overlays)
         self.model_info = dict(model_info or {})
         self.data_folder = str(data_folder)
         self.report = report
+        self.evaluation = evaluation
         self.rows: list[dict[str, Any]] = []
         self.region_rows: list[dict[str, Any]] = []
         self.samples: list[ReportSample] = []
@@ -290,10 +295,13 @@ class ResultWriter:
     def _report_data(self) -> ReportData:
         evaluation, note = None, ""
         if self._labelled:
-            try:
-                evaluation = summarize(self._labelled)
-            except ValueError as exc:  # e.g. a NaN score: the report says so, files stay
-                note = f"metrics not computed: {first_line(exc)}"
+            if self.evaluation is not None and _same_samples(self.evaluation, self._labelled):
+                evaluation = self.evaluation
+            else:
+                try:
+                    evaluation = pooled_evaluation(self._labelled)
+                except ValueError as exc:  # e.g. a NaN score: the report says so, files stay
+                    note = f"metrics not computed: {first_line(exc)}"
         return ReportData(
             model_info=self.model_info,
             data_folder=self.data_folder,
@@ -302,6 +310,39 @@ class ResultWriter:
             evaluation=evaluation,
             note=note,
         )
+
+
+def pooled_evaluation(scored: Sequence[ScoredSample]) -> EvaluationReport:
+    """The report's metrics: I-AUROC (with its bootstrap interval), AUPRO@0.3 and the image ROC
+    of all labelled samples pooled, per modality: the ``all`` row of ``mdss evaluate``, without
+    its per-defect rows and PRO curves, which would multiply the pixel work several times."""
+    labels = np.array([s.label for s in scored])
+    has_both = 0 < labels.sum() < len(labels)
+    has_pixels = any(s.gt.any() for s in scored)
+    row, curves, intervals = {}, {}, {}
+    for m in MODALITIES:
+        scores = np.array([s.scores[m] for s in scored])
+        gts, maps = [s.gt for s in scored], [s.maps[m] for s in scored]
+        row[m] = {
+            "i_auroc": auroc(labels, scores) if has_both else float("nan"),
+            "aupro": aupro(gts, maps) if has_pixels else float("nan"),
+        }
+        curves[m] = {"roc": roc_curve(labels, scores)[:2]} if has_both else {}
+        if has_both:
+            intervals[m] = auroc_interval(labels, scores)
+    counts = {"normal": int((labels == 0).sum()), "anomalous": int((labels == 1).sum())}
+    samples = [
+        {"key": s.key, "defect": s.defect, "label": s.label,
+         **{f"score_{k}": v for k, v in s.scores.items()}}
+        for s in scored
+    ]  # fmt: skip
+    return EvaluationReport({"all": row}, samples, curves, counts, intervals)
+
+
+def _same_samples(report: EvaluationReport, scored: Sequence[ScoredSample]) -> bool:
+    """Whether ``report`` was computed on these samples with these scores (not stale)."""
+    theirs = sorted((s["key"], s.get("score_fused")) for s in report.samples)
+    return theirs == sorted((s.key, s.scores["fused"]) for s in scored)
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> Path:

@@ -288,3 +288,35 @@ def test_unlabelled_samples_give_a_report_without_metrics(scored, tmp_path):
     export(plain, tmp_path / "out")
     text = (tmp_path / "out" / REPORT_NAME).read_text(encoding="utf-8")
     assert "no labelled sample" in text and "<svg" not in text
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_pooled_metrics_are_the_all_row_of_the_full_evaluation(scored, tmp_path):
+    from mdss_core.evaluation import summarize
+    from mdss_core.export import pooled_evaluation
+
+    writer = ResultWriter(tmp_path / "out", (), model_info=INFO)
+    for ref, prediction in scored:
+        writer.add(ref, prediction)
+    full, pooled = summarize(writer._labelled), pooled_evaluation(writer._labelled)
+    assert list(pooled.rows) == ["all"]
+    for m in ("rgb", "3d", "fused"):
+        assert pooled.rows["all"][m] == pytest.approx(full.rows["all"][m])
+        assert pooled.intervals[m] == full.intervals[m]
+        for got, expected in zip(pooled.curves[m]["roc"], full.curves[m]["roc"], strict=True):
+            assert np.array_equal(got, expected)
+
+
+def test_metrics_given_by_the_inspector_are_used_only_when_they_match(scored, tmp_path):
+    from mdss_core.evaluation import summarize
+
+    writer = ResultWriter(tmp_path / "probe", ())
+    for ref, prediction in scored:
+        writer.add(ref, prediction)
+    given = summarize(writer._labelled)
+    given.rows["marker-row"] = given.rows["all"]  # tells the given table from a computed one
+    export(scored, tmp_path / "same", evaluation=given)
+    assert "marker-row" in (tmp_path / "same" / REPORT_NAME).read_text(encoding="utf-8")
+    given.samples[0]["score_fused"] += 1.0  # stale: computed before a rescoring
+    export(scored, tmp_path / "stale", evaluation=given)
+    assert "marker-row" not in (tmp_path / "stale" / REPORT_NAME).read_text(encoding="utf-8")

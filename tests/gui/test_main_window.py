@@ -191,6 +191,7 @@ def test_export_writes_maps_and_a_csv_of_decisions(qtbot, scored_window, tmp_pat
     scores = sorted(p.score_fused for p in win.session.predictions.values())
     win.session.set_image_threshold(scores[len(scores) // 2])
     before = dict(win.session.predictions)
+    qtbot.waitUntil(lambda: win.curves_panel.report is not None, timeout=30000)
     task = win.commands.export_results(tmp_path / "out")
     with qtbot.waitSignal(task.finished, timeout=30000):
         pass
@@ -213,6 +214,7 @@ def test_export_writes_maps_and_a_csv_of_decisions(qtbot, scored_window, tmp_pat
     assert f"Flagged anomalous</th><td>{flagged}<" in report
     assert f"Data folder</th><td>{win.session.dataset.root}<" in report
     assert 'class="operating-point"' in report  # the tiny test split has both labels
+    assert "<td>mean</td>" in report  # the metrics panel's per-defect table, not recomputed
     # The window's own predictions are the same objects, with the model's thresholds.
     assert dict(win.session.predictions) == before
     model_image = win.session.model.image_threshold
