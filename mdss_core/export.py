@@ -211,7 +211,7 @@ class ResultWriter:
         self.rows.append(self._row(ref, prediction, regions))
         self.region_rows += [region_record(ref.key, i, r) for i, r in enumerate(regions, 1)]
         links = {name: f"{relative.as_posix()}_{name}_overlay.png" for name in pngs}
-        self.samples.append(ReportSample.of(ref, prediction, len(regions), links))
+        self.samples.append(ReportSample.of(ref, prediction, regions, links))
         if self.report:
             self._keep_for_metrics(ref, prediction, gt)
         return relative

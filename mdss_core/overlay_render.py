@@ -8,6 +8,7 @@ window read alike. Drawn with OpenCV only: no plotting library, no display neede
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import cv2
@@ -137,8 +138,10 @@ def render_overlay(
 
 
 def _ascii(text: str) -> str:
-    """OpenCV's fonts draw ASCII only: other characters show as '?'."""
-    return text.encode("ascii", "replace").decode("ascii")
+    """OpenCV's fonts draw ASCII only: accents are dropped (é → e), other characters show as
+    '?' (the CSV and the report keep the exact names)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return plain.encode("ascii", "replace").decode("ascii")
 
 
 def _text(canvas, text, x, y, unit, colour=_TEXT, scale=0.55, bold=False) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 from mdss_core.atomic import atomic_write
 from mdss_core.evaluation import LABELS, MODALITIES, EvaluationReport
 from mdss_core.io.sample import SampleRef
-from mdss_core.prediction import Prediction
+from mdss_core.prediction import Prediction, RegionSet
 
 REPORT_NAME = "report.html"
 # The inspector's metric-curve hues (pink, blue, orange), darkened for a white page.
@@ -54,21 +54,24 @@ class ReportSample:
     overlays: dict[str, str]  # map name → PNG path relative to the report
     image_threshold: float
     pixel_threshold: float
+    largest_mm2: float | None = None  # the largest region's area, when the cloud gave one
 
     @classmethod
     def of(
-        cls, ref: SampleRef, prediction: Prediction, regions: int, overlays: dict[str, str]
+        cls, ref: SampleRef, prediction: Prediction, regions: RegionSet, overlays: dict[str, str]
     ) -> ReportSample:
+        areas = [r.area_mm2 for r in regions if r.area_mm2 is not None]
         return cls(
             ref.key,
             ref.label,
             prediction.score_fused,
             prediction.score_relative,
             prediction.is_anomalous,
-            regions,
+            len(regions),
             dict(overlays),
             prediction.image_threshold,
-            prediction.pixel_threshold,
+            regions.threshold,
+            max(areas) if areas else None,
         )
 
 
@@ -286,7 +289,8 @@ def _card(sample: ReportSample) -> str:
     lines = [
         f"<b>{_e(sample.key)}</b>",
         f'<span class="anomalous">anomalous</span> · score {_num(sample.score)} '
-        f"({_num(sample.score_relative, 3)} × threshold) · {sample.regions} region(s)",
+        f"({_num(sample.score_relative, 3)} × threshold) · {sample.regions} region(s)"
+        + (f", largest {sample.largest_mm2:.3g} mm²" if sample.largest_mm2 is not None else ""),
     ]
     if sample.label >= 0:
         lines.append(_label_text(sample.label))

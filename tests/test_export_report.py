@@ -263,6 +263,7 @@ def test_report_has_the_summary_the_roc_with_its_operating_point_and_working_lin
     assert len(pngs) >= 2 and all((out / unquote(link)).is_file() for link in parser.links)
     # Flagged samples sorted by score: hole/000 (0.9) before hole/001 (0.7).
     assert text.index("test/hole/000</b>") < text.index("test/hole/001</b>")
+    assert "1 region(s), largest 56 mm²" in text  # hole/000: 7 × 8 pixels of 1 mm²
 
 
 def test_report_escapes_names_and_lists_errors(tmp_path):
