@@ -157,7 +157,7 @@ def _metrics(data: ReportData) -> str:
         why = data.note or "no labelled sample (no defect folder or ground truth): no metrics"
         return f'<h2>Metrics</h2><p class="muted">{_e(why)}</p>'
     head = "<tr><th>defect</th>" + "".join(
-        f"<th>{_e(LABELS[m])} I-AUROC</th><th>{_e(LABELS[m])} AUPRO</th>" for m in MODALITIES
+        f"<th>{_e(LABELS[m])} I-AUROC</th><th>{_e(LABELS[m])} AUPRO@0.3</th>" for m in MODALITIES
     )
     rows = [head + "</tr>"]
     for name, row in report.rows.items():
@@ -168,6 +168,9 @@ def _metrics(data: ReportData) -> str:
         )
         rows.append(f"<tr><td>{_e(name)}</td>{cells}</tr>")
     parts = ["<h2>Metrics (labelled samples)</h2>", f"<table>{''.join(rows)}</table>"]
+    if list(report.rows) == ["all"]:
+        parts.append('<p class="muted">"all": every labelled sample pooled; '
+                     "<code>mdss evaluate</code> gives the table per defect type.</p>")  # fmt: skip
     if report.intervals:
         spans = ", ".join(f"{LABELS[m]} {a:.3f}–{b:.3f}" for m, (a, b) in report.intervals.items())
         parts.append(f'<p class="muted">I-AUROC 95 % bootstrap interval of "all": {_e(spans)}</p>')
