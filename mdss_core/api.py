@@ -21,6 +21,7 @@ from mdss_core.io.sample import Sample, SampleRef
 from mdss_core.prediction import Prediction, Region, RegionSet, Scored, relative_score
 from mdss_core.progress import CancelToken, Progress, ProgressCallback, check_cancel, report
 from mdss_core.regions import local_scores, pixel_area_mm2, regions_at, with_thresholds
+from mdss_core.roi import Roi, make_roi
 
 MODEL_SUFFIX = ".mdss"
 
@@ -49,6 +50,11 @@ class Model(Protocol):
     ) -> Iterator[Scored]: ...
 
     def save(self, path: str | Path, half: bool = False) -> Path: ...
+
+    @property
+    def roi(self) -> Roi | None: ...
+
+    def with_roi(self, roi: Roi | None) -> Model: ...
 
 
 # ----------------------------------------------------------------------------- data
@@ -263,6 +269,30 @@ def export_results(
     return writer.close()
 
 
+# ----------------------------------------------------------------------------- region of interest
+def with_roi(model: Model, roi: Roi | None) -> Model:
+    """A model like ``model`` (same networks, same calibration) that judges only ``roi``
+    (``None``: the whole image); ``model`` itself is unchanged. Re-score to see the effect."""
+    return model.with_roi(roi)
+
+
+def save_model(model: Model, path: str | Path) -> Path:
+    """Write ``model`` atomically to ``path`` (the caller has asked before replacing a file)."""
+    return model.save(path)
+
+
+# ----------------------------------------------------------------------------- feedback
+def open_training_folder(
+    path: str | Path, extra_good: Sequence[str | Path] = (), category: str | None = None
+) -> DatasetIndex:
+    """The dataset to train on, with the normal samples of each ``extra_good`` folder (e.g.
+    the parts an inspector marked as good) added to its ``train`` split."""
+    from mdss_core.io.layout import open_dataset, with_extra_good
+
+    dataset = open_dataset(path, category=category)
+    return with_extra_good(dataset, extra_good) if extra_good else dataset
+
+
 # ----------------------------------------------------------------------------- demo
 def demo_dataset() -> Path:
     """The built-in demo category, generated on first use (a few seconds)."""
@@ -300,6 +330,7 @@ __all__ = [
     "ProgressCallback",
     "Region",
     "RegionSet",
+    "Roi",
     "Sample",
     "SampleRef",
     "Scored",
@@ -333,4 +364,8 @@ __all__ = [
     "report",
     "score_folder",
     "with_thresholds",
+    "make_roi",
+    "open_training_folder",
+    "save_model",
+    "with_roi",
 ]
