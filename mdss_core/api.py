@@ -282,15 +282,29 @@ def save_model(model: Model, path: str | Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- feedback
-def open_training_folder(
-    path: str | Path, extra_good: Sequence[str | Path] = (), category: str | None = None
-) -> DatasetIndex:
-    """The dataset to train on, with the normal samples of each ``extra_good`` folder (e.g.
-    the parts an inspector marked as good) added to its ``train`` split."""
-    from mdss_core.io.layout import open_dataset, with_extra_good
+def with_extra_good(dataset: DatasetIndex, folders: Sequence[str | Path]) -> DatasetIndex:
+    """``dataset`` with the good samples of each folder (e.g. parts an inspector marked as
+    good after a false alarm) added to its ``train`` split; a folder without any raises one
+    ``DataError`` line."""
+    from mdss_core.io.layout import with_extra_good
 
-    dataset = open_dataset(path, category=category)
-    return with_extra_good(dataset, extra_good) if extra_good else dataset
+    return with_extra_good(dataset, folders)
+
+
+def copy_file_atomic(source: str | Path, target: str | Path) -> Path:
+    """Copy ``source`` to ``target`` through a temp file and a rename (never moved, never a
+    half-written target); a failure raises one ``WriteError`` line."""
+    import shutil
+
+    from mdss_core.atomic import atomic_write
+
+    return atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    from mdss_core.atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- demo
@@ -365,7 +379,9 @@ __all__ = [
     "score_folder",
     "with_thresholds",
     "make_roi",
-    "open_training_folder",
+    "with_extra_good",
+    "copy_file_atomic",
+    "write_text_atomic",
     "save_model",
     "with_roi",
 ]
