@@ -123,6 +123,14 @@ def test_extra_good_folders_join_the_training_split(tiny_dataset, tmp_path):
     assert (
         added[0].split == "train" and added[0].label == 0 and added[0].key == "train/good/extra-000"
     )
+    out = tmp_path / "extra.mdss"
+    args = ["train", str(tiny_dataset), "--preset", "tiny", "--out", str(out)]
+    assert cli([*args, "--extra-good", str(tmp_path / "marked")]) == 0
+    plain = MDSSModel.fit(dataset, "tiny", device="cpu")
+    trained = MDSSModel.load(out).training
+    assert trained["n_train"] + trained["n_validation"] == (
+        plain.training["n_train"] + plain.training["n_validation"] + 1
+    )
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty"):
         with_extra_good(dataset, [tmp_path / "empty"])

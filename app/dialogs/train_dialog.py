@@ -290,7 +290,8 @@ class TrainDialog(QDialog):
         if count and not self._marked_good[1]:
             self.marked_good_check.setChecked(True)  # marked to be trained on: on by default
         self._marked_good = (folder, count)
-        self.marked_good_check.setText(f"Include {count} samples marked as good")
+        noun = "sample" if count == 1 else "samples"
+        self.marked_good_check.setText(f"Include {count} {noun} marked as good")
         self.marked_good_check.setToolTip(f"Extra normal training samples from {folder}")
         self.marked_good_check.setVisible(count > 0)
         if count == 0:

@@ -40,7 +40,7 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 2
 COLUMNS = ("Sample", "GT", "RGB", "3D", "Fused", "Decision")
 COL_SAMPLE, COL_GT, COL_RGB, COL_3D, COL_FUSED, COL_DECISION = range(len(COLUMNS))
 ALL_SPLITS = ""
-MARKED_GOOD = " ✓ marked good"  # after the sample's name (a filter on "marked" finds them)
+MARKED_GOOD = " ✓"  # after the name of a sample marked as good (a false alarm)
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -93,6 +93,9 @@ class SampleTableModel(QAbstractTableModel):
             self.dataChanged.emit(
                 self.index(0, first_col), self.index(len(self.refs) - 1, COL_DECISION)
             )
+
+    def _marked(self, ref: SampleRef) -> bool:
+        return self.is_marked is not None and self.is_marked(ref)
 
     def marked_count(self) -> int:
         return sum(map(self.is_marked, self.refs)) if self.is_marked else 0
@@ -147,7 +150,8 @@ class SampleTableModel(QAbstractTableModel):
             decision = self.decision(prediction)
             if col == COL_FUSED and decision:
                 return f"decision: {decision} (image threshold {self.session.thresholds.image:.4g})"
-            return f"{ref.key}\n{ref.rgb_path}"
+            marked = "\nmarked as good (copied for the next training)" if self._marked(ref) else ""
+            return f"{ref.key}\n{ref.rgb_path}{marked}"
         return None
 
     def _display(self, ref: SampleRef, prediction: Prediction | None, col: int) -> str:
@@ -158,7 +162,7 @@ class SampleTableModel(QAbstractTableModel):
                 else (ref.split, ref.defect, ref.sample_id)
             )
             name = "/".join(p for p in parts if p)
-            return name + MARKED_GOOD if self.is_marked and self.is_marked(ref) else name
+            return name + MARKED_GOOD if self._marked(ref) else name
         if col == COL_GT:
             return {0: "good", 1: "defect"}.get(ref.label, "?")
         if col in (COL_RGB, COL_3D, COL_FUSED):

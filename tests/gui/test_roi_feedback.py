@@ -110,7 +110,7 @@ def test_mark_as_good_copies_counts_and_unmark_removes(qtbot, scored_window, tmp
     assert win.menu_actions["mark_good"].text() == "Unmark as good"
     # The train dialog offers them, and its job adds them to the training split.
     dialog = win.feedback.offer_to(win.commands.show_train_dialog()) or win.commands.train_dialog
-    assert dialog.marked_good_check.text() == "Include 1 samples marked as good"
+    assert dialog.marked_good_check.text() == "Include 1 sample marked as good"
     assert dialog.extra_good_folders() == [str(store.category_folder(category))]
     from mdss_core.api import open_folder, with_extra_good
 
