@@ -16,6 +16,13 @@ from tests.gui.conftest import open_and_score
 pytestmark = pytest.mark.gui
 
 
+def _activate(qtbot, win) -> None:
+    """Window shortcuts (Esc, Enter, G) reach only the active window (matters under Xvfb)."""
+    win.activateWindow()
+    win.raise_()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+
+
 def _viewport_point(panel, x: float, y: float):
     scene = panel.view.mapViewToScene(QPointF(x, y))
     return panel.graphics.mapFromScene(scene)
@@ -68,6 +75,7 @@ def test_escape_cancels_and_exclude_then_clear(qtbot, real_scored, tmp_path):
     win = real_scored
     panel, roi = win.image_panel, win.roi_controller
     h, w = panel.shape
+    _activate(qtbot, win)
     roi.start(EXCLUDE)
     _click(qtbot, panel, 2, 2)
     qtbot.keyClick(win, Qt.Key.Key_Escape)
@@ -117,6 +125,8 @@ def test_mark_as_good_copies_counts_and_unmark_removes(qtbot, scored_window, tmp
     merged = with_extra_good(open_folder(win.session.dataset.root), dialog.extra_good_folders())
     assert len(merged) == len(win.session.dataset) + 1
     # G again unmarks: the copies go, the sample's own files stay.
+    dialog.hide()
+    _activate(qtbot, win)
     qtbot.keyClick(win.sample_list.view, Qt.Key.Key_G)
     assert not list((good / "rgb").iterdir()) and not list((good / "notes").iterdir())
     assert ref.rgb_path.exists()
