@@ -11,6 +11,8 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QToolBar
 
 from mdss_app import style
 from mdss_app.dialogs.train_dialog import MODEL_FILTER
+from mdss_app.feedback import FeedbackController
+from mdss_app.panels.roi_editor import RoiController
 from mdss_app.settings import workspace
 
 if TYPE_CHECKING:
@@ -51,13 +53,14 @@ ACTIONS: dict[str, tuple[str, QKeySequence.StandardKey | str | None, str, str]] 
 
 def build_actions(window: MainWindow) -> dict[str, QAction]:
     commands = window.commands
+    roi, feedback = install_inspection_tools(window)
     slots = {
         "open_folder": lambda: choose_folder(window),
         "open_demo": commands.start_demo,
         "export": lambda: choose_export_folder(window),
         "quit": window.close,
         "open_model": lambda: choose_model(window),
-        "train": commands.show_train_dialog,
+        "train": lambda: feedback.offer_to(commands.show_train_dialog()),
         "import_teacher": lambda: choose_teacher(window),
         "rescore": commands.start_scoring,
         "model_info": lambda: show_model_info(window),
@@ -74,7 +77,16 @@ def build_actions(window: MainWindow) -> dict[str, QAction]:
             action.setToolTip(tip)
         action.triggered.connect(slots[name])
         actions[name] = action
+    actions.update(roi.actions)
+    actions["mark_good"] = feedback.action
     return actions
+
+
+def install_inspection_tools(window: MainWindow) -> tuple[RoiController, FeedbackController]:
+    """The ROI editor on the 2D views and "mark as good" on the sample list."""
+    window.roi_controller = RoiController(window)
+    window.feedback = FeedbackController(window)
+    return window.roi_controller, window.feedback
 
 
 def build_menus(window: MainWindow, actions: dict[str, QAction]) -> QToolBar:
@@ -82,8 +94,11 @@ def build_menus(window: MainWindow, actions: dict[str, QAction]) -> QToolBar:
     menu = window.menuBar()
     groups = {
         "&File": ("open_folder", "open_demo", None, "export", None, "quit"),
-        "&Model": ("open_model", "train", "import_teacher", None, "rescore", "model_info"),
-    }
+        "&Model": (
+            "open_model", "save_model", "train", "import_teacher", None, "rescore", "model_info",
+        ),
+        "&Inspect": ("draw_roi", "exclude_roi", "clear_roi", None, "mark_good"),
+    }  # fmt: skip
     for title, names in groups.items():
         submenu = menu.addMenu(title)
         for name in names:
@@ -151,6 +166,7 @@ def show_model_info(window: MainWindow) -> None:
     lines = [f"<b>{info.get('name', '')}</b> — {session.model_path}"]
     for key in ("preset", "fusion", "device", "image_threshold", "pixel_threshold"):
         lines.append(f"{key}: {info.get(key)}")
+    lines.append(f"region of interest: {info.get('roi_text', 'whole image')}")
     lines.append(f"teacher: {info.get('teacher_text', '')}")
     training = info.get("training") or {}
     if training:

@@ -28,6 +28,7 @@ from mdss_core.overlay_render import (
 from mdss_core.prediction import Prediction, Region, RegionSet, Scored, relative_score
 from mdss_core.progress import CancelToken, Progress, ProgressCallback, check_cancel, report
 from mdss_core.regions import local_scores, pixel_area_mm2, regions_at, with_thresholds
+from mdss_core.roi import Roi, make_roi
 
 MODEL_SUFFIX = ".mdss"
 
@@ -56,6 +57,11 @@ class Model(Protocol):
     ) -> Iterator[Scored]: ...
 
     def save(self, path: str | Path, half: bool = False) -> Path: ...
+
+    @property
+    def roi(self) -> Roi | None: ...
+
+    def with_roi(self, roi: Roi | None) -> Model: ...
 
 
 # ----------------------------------------------------------------------------- data
@@ -284,6 +290,44 @@ def export_results(
     return writer.close()
 
 
+# ----------------------------------------------------------------------------- region of interest
+def with_roi(model: Model, roi: Roi | None) -> Model:
+    """A model like ``model`` (same networks, same calibration) that judges only ``roi``
+    (``None``: the whole image); ``model`` itself is unchanged. Re-score to see the effect."""
+    return model.with_roi(roi)
+
+
+def save_model(model: Model, path: str | Path) -> Path:
+    """Write ``model`` atomically to ``path`` (the caller has asked before replacing a file)."""
+    return model.save(path)
+
+
+# ----------------------------------------------------------------------------- feedback
+def with_extra_good(dataset: DatasetIndex, folders: Sequence[str | Path]) -> DatasetIndex:
+    """``dataset`` with the good samples of each folder (e.g. parts an inspector marked as
+    good after a false alarm) added to its ``train`` split; a folder without any raises one
+    ``DataError`` line."""
+    from mdss_core.io.layout import with_extra_good
+
+    return with_extra_good(dataset, folders)
+
+
+def copy_file_atomic(source: str | Path, target: str | Path) -> Path:
+    """Copy ``source`` to ``target`` through a temp file and a rename (never moved, never a
+    half-written target); a failure raises one ``WriteError`` line."""
+    import shutil
+
+    from mdss_core.atomic import atomic_write
+
+    return atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    from mdss_core.atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
 # ----------------------------------------------------------------------------- demo
 def demo_dataset() -> Path:
     """The built-in demo category, generated on first use (a few seconds)."""
@@ -323,6 +367,7 @@ __all__ = [
     "ProgressCallback",
     "Region",
     "RegionSet",
+    "Roi",
     "Sample",
     "SampleRef",
     "Scored",
@@ -359,4 +404,10 @@ __all__ = [
     "score_colours",
     "score_folder",
     "with_thresholds",
+    "make_roi",
+    "with_extra_good",
+    "copy_file_atomic",
+    "write_text_atomic",
+    "save_model",
+    "with_roi",
 ]

@@ -8,6 +8,7 @@ hands each job to its module: training to :mod:`mdss_core.fit`, scoring many sam
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -32,6 +33,7 @@ from mdss_core.preprocess.ready import PatchSettings, Preparation, ReadySample, 
 from mdss_core.progress import CancelToken, ProgressCallback
 from mdss_core.rgb.branch import RGBBranch
 from mdss_core.rgb.teacher_choice import describe_teacher
+from mdss_core.roi import Roi, mask_branch_maps
 
 
 class MDSSModel:
@@ -45,8 +47,10 @@ class MDSSModel:
         training: dict[str, Any] | None = None,
         name: str = "model",
         device: str = "cpu",
+        roi: Roi | None = None,
     ) -> None:
         self.net = net.to(device).eval()
+        self.roi = roi  # the part of the image judged; None: all of it
         self.calibration = calibration
         self.teacher_origin = teacher_origin
         self.training = training or {}
@@ -96,7 +100,17 @@ class MDSSModel:
         if quantile is not None:
             self.net.config = replace(self.config, threshold_quantile=quantile)
         prepared = fitting.prepare_all(refs, self.config, "prepare-val", progress, cancel)
-        self.calibration = fitting.calibrate_net(self.net, prepared, progress, cancel)
+        net: Any = self.net
+        if self.roi is not None:  # thresholds from the maps the model will judge
+            inside = self.roi.mask(self.config.preprocess.size, self.config.preprocess.size)
+            prepared = [replace(p, foreground_mask=p.foreground_mask & inside) for p in prepared]
+            if not any(p.foreground_mask.any() for p in prepared):
+                raise DataError(
+                    getattr(dataset, "root", "dataset"),
+                    "the region of interest holds none of the parts: nothing to calibrate on",
+                )
+            net = _RoiNet(self.net, inside)
+        self.calibration = fitting.calibrate_net(net, prepared, progress, cancel)
         self.training = {**self.training, "calibrated_on": len(refs)}
 
     # ------------------------------------------------------------------ parts
@@ -145,7 +159,8 @@ class MDSSModel:
         maps = self.net.branch_maps([r.prepared for r in batch], [r.patches for r in batch])
         branches_ms = 1e3 * (time.perf_counter() - start) / len(batch)
         return [
-            assemble(r, m, self.calibration, branches_ms) for r, m in zip(batch, maps, strict=True)
+            assemble(r, m, self.calibration, branches_ms, self.roi)
+            for r, m in zip(batch, maps, strict=True)
         ]
 
     def score_many(
@@ -199,12 +214,14 @@ class MDSSModel:
             "image_threshold": self.image_threshold,
             "pixel_threshold": self.pixel_threshold,
             "training": self.training,
+            "roi": None if self.roi is None else self.roi.to_dict(),
+            "roi_text": "whole image" if self.roi is None else self.roi.describe(),
         }
 
     def save(self, path: str | Path, half: bool = False) -> Path:
         """Write the model atomically (see :func:`mdss_core.model_file.write_model_file`)."""
         record = ModelRecord(
-            self.net, self.calibration, self.teacher_origin, self.training, self.name
+            self.net, self.calibration, self.teacher_origin, self.training, self.name, self.roi
         )
         return write_model_file(path, record, half)
 
@@ -219,4 +236,24 @@ class MDSSModel:
             record.training,
             record.name,
             device,
+            record.roi,
         )
+
+    def with_roi(self, roi: Roi | None) -> MDSSModel:
+        """The same networks and calibration judging only ``roi`` (``None``: the whole image);
+        this model is unchanged, so a scoring run that uses it is not disturbed."""
+        twin = copy.copy(self)
+        twin.roi = roi
+        return twin
+
+
+class _RoiNet:
+    """:class:`MDSSNet` as calibration sees it, its maps zero outside the region of interest."""
+
+    def __init__(self, net: MDSSNet, inside: Any) -> None:
+        self.net, self.inside = net, inside
+        self.config = net.config
+
+    def branch_maps(self, prepared: Sequence[Any], patches: Any = None) -> list[Any]:
+        maps = self.net.branch_maps(prepared, patches)
+        return [mask_branch_maps(m, self.inside) for m in maps]

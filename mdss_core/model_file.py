@@ -2,8 +2,10 @@
 
 Tensors: ``rgb.*`` (teacher, student, teacher statistics) and ``sdf.*`` (the SDF network), the
 keys of :class:`MDSSNet`'s state dict. Metadata: format and version, name, config, teacher
-origin, calibration, training record. Written atomically; reading never unpickles anything,
-and a newer format version is refused with a message saying so.
+origin, calibration, training record and, when set, the region of interest (``roi``; a file
+without one judges the whole image, so adding it needs no new format version). Written
+atomically; reading never unpickles anything, and a newer format version is refused with a
+message saying so.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mdss_core.fusion import Calibration
 from mdss_core.geometry.network import build_sdf_net
 from mdss_core.net import MDSSNet
 from mdss_core.rgb.branch import RGBBranch
+from mdss_core.roi import Roi
 
 FORMAT = "mdss-model"
 # 2: fusion rule, normal-image map and their calibration (version-1 files still load).
@@ -41,6 +44,7 @@ class ModelRecord:
     teacher_origin: dict[str, Any]
     training: dict[str, Any]
     name: str
+    roi: Roi | None = None  # None: the whole image
 
 
 def write_model_file(path: str | Path, record: ModelRecord, half: bool = False) -> Path:
@@ -64,6 +68,8 @@ def write_model_file(path: str | Path, record: ModelRecord, half: bool = False) 
         "calibration": json.dumps(record.calibration.to_dict()),
         "training": json.dumps(record.training),
     }
+    if record.roi is not None:
+        metadata["roi"] = json.dumps(record.roi.to_dict())
     # Serialised in memory and written by us: safetensors' save_file writes its own
     # ".tmpXXXXXX" beside the target, which a killed run leaves behind.
     data = serialize_safetensors(tensors, metadata=metadata)
@@ -94,6 +100,7 @@ def read_model_file(path: str | Path) -> ModelRecord:
         calibration = Calibration.from_dict(json.loads(metadata["calibration"]))
         origin = json.loads(metadata.get("teacher_origin", "{}"))
         training = json.loads(metadata.get("training", "{}"))
+        roi = Roi.from_dict(json.loads(metadata["roi"])) if "roi" in metadata else None
     except (KeyError, ValueError, ConfigError) as exc:
         raise ModelFileError(path, f"damaged model metadata ({exc})") from None
     try:
@@ -109,7 +116,8 @@ def read_model_file(path: str | Path) -> ModelRecord:
         problem = f"3D network tensors do not match its config: {first}"
         raise ModelFileError(path, problem) from None
     net = MDSSNet(rgb, sdf, config).eval()
-    return ModelRecord(net, calibration, origin, training, metadata.get("name", path.stem))
+    name = metadata.get("name", path.stem)
+    return ModelRecord(net, calibration, origin, training, name, roi)
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

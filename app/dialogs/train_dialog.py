@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -103,12 +104,22 @@ def category_choices(folder: str | Path) -> list[str]:
 
 
 def train_job(
-    folder: str, category: str | None, preset: str, device: str, teacher: str | None, output: str
+    folder: str,
+    category: str | None,
+    preset: str,
+    device: str,
+    teacher: str | None,
+    output: str,
+    extra_good: Sequence[str] = (),
 ) -> Callable[[TaskContext], tuple[api.Model, Path, str]]:
-    """The background job: index, fit, save atomically; returns ``(model, path, device label)``."""
+    """The background job: index, fit, save atomically; returns ``(model, path, device label)``.
+
+    ``extra_good``: folders of samples marked as good, added to the training split."""
 
     def run(ctx: TaskContext) -> tuple[api.Model, Path, str]:
         dataset = api.open_folder(folder, category)
+        if extra_good:
+            dataset = api.with_extra_good(dataset, extra_good)
         model = api.fit_model(
             dataset,
             preset,
@@ -206,6 +217,10 @@ class TrainDialog(QDialog):
         form.addRow("Device", self.device_combo)
         form.addRow("Teacher", self.teacher_combo)
         form.addRow("Save model as", _row(self.output_edit, save_as))
+        self.marked_good_check = QCheckBox()  # shown by set_marked_good (app/feedback.py)
+        self.marked_good_check.setVisible(False)
+        self._marked_good: tuple[str, int] = ("", 0)
+        form.addRow("", self.marked_good_check)
         return form
 
     def _build_progress(self) -> None:
@@ -262,7 +277,25 @@ class TrainDialog(QDialog):
             "device": self.device_combo.currentData() or "auto",
             "teacher": teacher if teacher and teacher != "__choose__" else None,
             "output": self.output_edit.text().strip(),
+            "extra_good": self.extra_good_folders(),
         }
+
+    def extra_good_folders(self) -> list[str]:
+        """The folder of samples marked as good, when the user includes them."""
+        folder, count = self._marked_good
+        return [folder] if folder and count and self.marked_good_check.isChecked() else []
+
+    def set_marked_good(self, folder: str, count: int) -> None:
+        """Offer to include the ``count`` samples marked as good (copies under ``folder``)."""
+        if count and not self._marked_good[1]:
+            self.marked_good_check.setChecked(True)  # marked to be trained on: on by default
+        self._marked_good = (folder, count)
+        noun = "sample" if count == 1 else "samples"
+        self.marked_good_check.setText(f"Include {count} {noun} marked as good")
+        self.marked_good_check.setToolTip(f"Extra normal training samples from {folder}")
+        self.marked_good_check.setVisible(count > 0)
+        if count == 0:
+            self.marked_good_check.setChecked(False)
 
     def _browse_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Dataset folder", self.folder_edit.text())
@@ -342,7 +375,7 @@ class TrainDialog(QDialog):
             return None
         job = train_job(
             opts["folder"], opts["category"], opts["preset"], opts["device"], opts["teacher"],
-            opts["output"],
+            opts["output"], opts["extra_good"],
         )  # fmt: skip
         self.task = Task("training", job, self)
         self.task.progress.connect(self._on_progress)

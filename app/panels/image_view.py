@@ -6,6 +6,9 @@ the y axis points down like the image, so a pixel (row, col) covers [col, col+1]
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
@@ -38,6 +41,8 @@ class ImageView2D(QWidget):
         self.setObjectName("imagePanel")
         self._shape: tuple[int, int] | None = None
         self._updating_levels = False
+        # An editor that takes the clicks while it is active (panels/roi_editor.py): True = taken.
+        self.click_filter: Callable[[Any], bool] | None = None
 
         self.title = panel_title(title)
         self.header = QHBoxLayout()
@@ -197,6 +202,8 @@ class ImageView2D(QWidget):
         self.hovered.emit(*(pixel if pixel is not None else (-1, -1)))
 
     def _on_mouse_clicked(self, event) -> None:  # pyqtgraph MouseClickEvent
+        if self.click_filter is not None and self.click_filter(event):
+            return
         if event.button() != Qt.MouseButton.LeftButton or event.double():
             return
         pixel = self.pixel_at_scene(event.scenePos())

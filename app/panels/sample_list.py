@@ -8,6 +8,7 @@ selects the current sample in the session.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -39,6 +40,7 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 2
 COLUMNS = ("Sample", "GT", "RGB", "3D", "Fused", "Decision")
 COL_SAMPLE, COL_GT, COL_RGB, COL_3D, COL_FUSED, COL_DECISION = range(len(COLUMNS))
 ALL_SPLITS = ""
+MARKED_GOOD = " ✓"  # after the name of a sample marked as good (a false alarm)
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -52,6 +54,7 @@ class SampleTableModel(QAbstractTableModel):
         self.refs: list[SampleRef] = []
         self._row_of: dict[str, int] = {}
         self.hide_split = False  # one split shown: its name would repeat on every row
+        self.is_marked: Callable[[SampleRef], bool] | None = None  # see app/feedback.py
 
     # ----- content ----------------------------------------------------------------------------
     def set_refs(self, refs: list[SampleRef]) -> None:
@@ -90,6 +93,12 @@ class SampleTableModel(QAbstractTableModel):
             self.dataChanged.emit(
                 self.index(0, first_col), self.index(len(self.refs) - 1, COL_DECISION)
             )
+
+    def _marked(self, ref: SampleRef) -> bool:
+        return self.is_marked is not None and self.is_marked(ref)
+
+    def marked_count(self) -> int:
+        return sum(map(self.is_marked, self.refs)) if self.is_marked else 0
 
     def row_of(self, key: str) -> int | None:
         return self._row_of.get(key)
@@ -141,7 +150,8 @@ class SampleTableModel(QAbstractTableModel):
             decision = self.decision(prediction)
             if col == COL_FUSED and decision:
                 return f"decision: {decision} (image threshold {self.session.thresholds.image:.4g})"
-            return f"{ref.key}\n{ref.rgb_path}"
+            marked = "\nmarked as good (copied for the next training)" if self._marked(ref) else ""
+            return f"{ref.key}\n{ref.rgb_path}{marked}"
         return None
 
     def _display(self, ref: SampleRef, prediction: Prediction | None, col: int) -> str:
@@ -151,7 +161,8 @@ class SampleTableModel(QAbstractTableModel):
                 if self.hide_split
                 else (ref.split, ref.defect, ref.sample_id)
             )
-            return "/".join(p for p in parts if p)
+            name = "/".join(p for p in parts if p)
+            return name + MARKED_GOOD if self._marked(ref) else name
         if col == COL_GT:
             return {0: "good", 1: "defect"}.get(ref.label, "?")
         if col in (COL_RGB, COL_3D, COL_FUSED):
@@ -321,12 +332,27 @@ class SampleListPanel(QWidget):
         self._update_count()
         self.view.resizeColumnsToContents()
 
+    def set_marks(self, is_marked: Callable[[SampleRef], bool] | None, key: str | None) -> None:
+        """Show which samples are marked as good (``key``: the one that changed, else all)."""
+        self.model.is_marked = is_marked
+        row = None if key is None else self.model.row_of(key)
+        if row is not None:
+            index = self.model.index(row, COL_SAMPLE)
+            self.model.dataChanged.emit(index, index)
+        elif self.model.refs:
+            last = self.model.index(len(self.model.refs) - 1, COL_SAMPLE)
+            self.model.dataChanged.emit(self.model.index(0, COL_SAMPLE), last)
+        self._update_count()
+
     def _update_count(self, *_) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
         scored = len(self.session.predictions)
         text = f"{shown} of {total} samples" if shown != total else f"{total} samples"
         if scored:
             text += f" · {scored} scored"
+        marked = self.model.marked_count()
+        if marked:
+            text += f" · {marked} marked good"
         self.count_label.setText(text)
 
     # ----- selection --------------------------------------------------------------------------

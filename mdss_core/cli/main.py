@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "mdss_core.cli.predict_cmd",
     "mdss_core.cli.evaluate_cmd",
     "mdss_core.cli.calibrate_cmd",
+    "mdss_core.cli.roi_cmd",
     "mdss_core.cli.teacher_cmd",
     "mdss_core.cli.demo_cmd",
     "mdss_core.cli.bench_cmd",

@@ -28,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rgb-steps", type=int, help="override the preset's student steps")
     p.add_argument("--sdf-steps", type=int, help="override the preset's 3D network steps")
+    p.add_argument(
+        "--extra-good",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="also train on the good samples in DIR (e.g. parts marked as good); repeatable",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing model file")
     p.set_defaults(func=run)
 
@@ -42,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         raise MDSSError(f"{args.out}: already exists (use --force to replace it)")
     ensure_writable_folder(args.out.parent)  # fail now, not after a long training
     dataset = open_dataset(args.data, category=args.category)
+    if args.extra_good:
+        from mdss_core.io.layout import with_extra_good
+
+        dataset = with_extra_good(dataset, args.extra_good)
     config = get_preset(args.preset).with_seed(args.seed)
     if args.rgb_steps:
         config.rgb = replace(config.rgb, steps=args.rgb_steps)

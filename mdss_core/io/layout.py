@@ -11,7 +11,7 @@ Nothing is loaded here: the index lists :class:`SampleRef` objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +110,36 @@ def open_dataset(
         for r in refs
     ]
     return DatasetIndex(root, refs, cat_name, problems)
+
+
+def with_extra_good(dataset: DatasetIndex, folders: Sequence[str | Path]) -> DatasetIndex:
+    """``dataset`` with the normal samples under each of ``folders`` added to its ``train``
+    split (``train/good``), e.g. parts an inspector marked as good after a false alarm.
+
+    A folder may have any shape :func:`open_dataset` reads; only its good samples (or, in a
+    plain folder without labels, all of them) are taken. Their ids get an ``extraN-`` prefix
+    so they never collide with the dataset's own ``train/good`` ids.
+    """
+    refs = list(dataset.refs)
+    for n, folder in enumerate(folders, start=1):
+        extra = open_dataset(folder, strict=False)
+        good = [r for r in extra.refs if r.label == 0 or (r.label < 0 and r.gt_path is None)]
+        if not good:
+            raise DataError(folder, "no good samples to add to the training set")
+        prefix = "extra" if len(folders) == 1 else f"extra{n}"
+        refs += [
+            SampleRef(
+                f"{prefix}-{r.sample_id}",
+                r.rgb_path,
+                r.xyz_path,
+                None,
+                "train",
+                GOOD,
+                dataset.category,
+            )  # fmt: skip
+            for r in good
+        ]
+    return DatasetIndex(dataset.root, refs, dataset.category, list(dataset.problems))
 
 
 def category_names(root: str | Path) -> list[str]:
