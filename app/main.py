@@ -83,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             QSettings(os.path.join(scratch, "s.ini"), QSettings.Format.IniFormat)
         )
     window = MainWindow(settings=settings, interactive=not screenshot)
+    if screenshot:  # pictures of one size whatever the screen (the window fits it otherwise)
+        from mdss_app.window_layout import PREFERRED_SIZE
+
+        window.resize(PREFERRED_SIZE)
     window.show()
 
     if args.model:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QSplitter, QWidget
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QSplitter
 
 from mdss_app import style
 from mdss_app.commands import Commands
@@ -30,16 +30,12 @@ from mdss_app.sample_loader import SampleLoader
 from mdss_app.session import InspectorSession, Selection
 from mdss_app.settings import AppSettings
 from mdss_app.status import StatusFields
+from mdss_app.window_layout import available_geometry, default_layout, initial_geometry, make_dock
 from mdss_app.workers import BackgroundRunner
 from mdss_core import api
 from mdss_core.api import DatasetIndex, Prediction, Region, SampleRef
 
 APP_TITLE = "mdss inspector"
-DOCK_FEATURES = (
-    QDockWidget.DockWidgetFeature.DockWidgetMovable
-    | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-    | QDockWidget.DockWidgetFeature.DockWidgetClosable
-)
 
 
 class MainWindow(QMainWindow):
@@ -76,7 +72,7 @@ class MainWindow(QMainWindow):
         self.menu_actions = build_actions(self)
         self.toolbar = build_menus(self, self.menu_actions)
         self._wire()
-        self.resize(1680, 1020)
+        self.setGeometry(initial_geometry(available_geometry(self)))
         self._layout_restored = self.settings.restore_window(self)
         self._first_show = True
         self._update_actions()
@@ -99,14 +95,6 @@ class MainWindow(QMainWindow):
         self.panel_splitter = splitter
         self.setCentralWidget(splitter)
 
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(widget)
-        dock.setFeatures(DOCK_FEATURES)
-        self.addDockWidget(area, dock)
-        return dock
-
     def _build_docks(self) -> None:
         self.sample_list = SampleListPanel(self.session)
         self.inspector = InspectorPanel()
@@ -114,11 +102,15 @@ class MainWindow(QMainWindow):
         self.curves_panel = CurvesPanel()
         area = Qt.DockWidgetArea
         left, right = area.LeftDockWidgetArea, area.RightDockWidgetArea
-        self.samples_dock = self._dock("Samples", "samplesDock", self.sample_list, left)
-        self.inspector_dock = self._dock("Inspector", "inspectorDock", self.inspector, right)
-        self.threshold_dock = self._dock("Threshold", "thresholdDock", self.threshold_panel, right)
-        self.metrics_dock = self._dock(
-            "Metrics", "metricsDock", self.curves_panel, area.BottomDockWidgetArea
+        self.samples_dock = make_dock(self, "Samples", "samplesDock", self.sample_list, left)
+        self.inspector_dock = make_dock(
+            self, "Inspector", "inspectorDock", self.inspector, right, scroll=True
+        )
+        self.threshold_dock = make_dock(
+            self, "Threshold", "thresholdDock", self.threshold_panel, right, scroll=True
+        )
+        self.metrics_dock = make_dock(
+            self, "Metrics", "metricsDock", self.curves_panel, area.BottomDockWidgetArea
         )
         self.docks = [
             self.samples_dock,
@@ -137,15 +129,7 @@ class MainWindow(QMainWindow):
                 QTimer.singleShot(0, self.default_layout)
 
     def default_layout(self) -> None:
-        """Dock sizes that suit a 1680×1020 window (docks only size once they are shown)."""
-        horizontal, vertical = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
-        self.resizeDocks([self.samples_dock], [390], horizontal)
-        self.resizeDocks([self.inspector_dock], [300], horizontal)
-        self.resizeDocks([self.metrics_dock], [300], vertical)
-        self.resizeDocks([self.inspector_dock, self.threshold_dock], [470, 380], vertical)
-        sizes = self.panel_splitter.sizes()
-        if sum(sizes):
-            self.panel_splitter.setSizes([sum(sizes) // 3] * 3)
+        default_layout(self)
 
     # ----- wiring ----------------------------------------------------------------------------
     def _wire(self) -> None:
@@ -154,6 +138,7 @@ class MainWindow(QMainWindow):
             panel.bind(session)
         self.inspector.bind(session)
         self.threshold_panel.bind(session)
+        events.closing.connect(self.reset_views_for_new_data)
         events.dataset.connect(self._on_dataset)
         events.model.connect(self._on_model)
         events.scored.connect(self._on_scored)
@@ -235,6 +220,25 @@ class MainWindow(QMainWindow):
         self.menu_actions["model_info"].setEnabled(has_model)
 
     # ----- linked views ----------------------------------------------------------------------
+    def reset_views_for_new_data(self) -> None:
+        """Another folder (or the demo) is coming: nothing of the previous one stays on screen.
+
+        The session drops the shown sample and the selection; the views forget their zoom
+        (a cleared view fits its next image), crosshair and camera, the loader its samples.
+        """
+        self.loader.clear()
+        self.linked.set_crosshair(-1, -1)
+        self.status_fields.pixel_label.setText("")
+        for view in self.views_2d:
+            view.clear()
+        self.cloud_panel.forget_view()
+
+    def reset_view(self) -> None:
+        """Back to the whole sample in every view (2D zoom and 3D camera)."""
+        for view in self.views_2d:
+            view.reset_zoom()
+        self.cloud_panel.reset_camera()
+
     def inspect_pixel(self, row: int, col: int) -> Region | dict[str, float] | None:
         """What a click does: select the region under the pixel, else show its local scores."""
         view = self.session.view

@@ -10,6 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QToolBar
 
 from mdss_app import style
+from mdss_app.dialogs.help_dialogs import quick_start_dialog, shortcuts_dialog
 from mdss_app.dialogs.train_dialog import MODEL_FILTER
 from mdss_app.feedback import FeedbackController
 from mdss_app.panels.roi_editor import RoiController
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
 TEACHER_FILTER = "Teacher weights (*.pth *.pt *.safetensors);;All files (*)"
 ABOUT = (
     "<b>mdss inspector</b><br>Memoryless multimodal (RGB + 3D) anomaly detection.<br>"
-    "Keys: ↑/↓ or A/D move through samples · click a pixel or a 3D point to inspect it"
-    " · R resets the 3D view · F5 re-scores the folder."
+    "Click a pixel or a 3D point to inspect it. Help ▸ Keyboard shortcuts lists the keys."
 )
+# Keys handled by the widgets themselves (no action to read them from).
+WIDGET_KEYS = [("Up, Down", "Previous / next sample (sample list)")]
 
 
 # name: (text, shortcut, icon, tip) of every action; build_actions gives each its slot.
@@ -46,7 +48,11 @@ ACTIONS: dict[str, tuple[str, QKeySequence.StandardKey | str | None, str, str]] 
     ),
     "rescore": ("&Score folder", "F5", "run", "Run the model over the samples"),
     "model_info": ("Model &info", None, "", ""),
-    "reset_view": ("Reset 3D view", "R", "", "Look at the whole object"),
+    "reset_view": (
+        "&Reset view", "R", "", "Whole sample again in every view (2D zoom and 3D camera)",
+    ),
+    "quick_start": ("&Quick start", "F1", "", "Open, train, inspect, threshold, export"),
+    "shortcuts": ("&Keyboard shortcuts", None, "", "Every key of the inspector"),
     "about": ("&About", None, "", ""),
 }  # fmt: skip
 
@@ -64,7 +70,9 @@ def build_actions(window: MainWindow) -> dict[str, QAction]:
         "import_teacher": lambda: choose_teacher(window),
         "rescore": commands.start_scoring,
         "model_info": lambda: show_model_info(window),
-        "reset_view": window.cloud_panel.reset_camera,
+        "reset_view": window.reset_view,
+        "quick_start": lambda: quick_start_dialog(window).open(),
+        "shortcuts": lambda: shortcuts_dialog(window, WIDGET_KEYS).open(),
         "about": lambda: QMessageBox.about(window, "About mdss", ABOUT),
     }
     actions = {}
@@ -108,7 +116,9 @@ def build_menus(window: MainWindow, actions: dict[str, QAction]) -> QToolBar:
         view_menu.addAction(dock.toggleViewAction())
     view_menu.addSeparator()
     view_menu.addAction(actions["reset_view"])
-    menu.addMenu("&Help").addAction(actions["about"])
+    help_menu = menu.addMenu("&Help")
+    for name in ("quick_start", "shortcuts", None, "about"):
+        help_menu.addSeparator() if name is None else help_menu.addAction(actions[name])
 
     toolbar = QToolBar("Main")
     toolbar.setObjectName("mainToolbar")
@@ -119,8 +129,10 @@ def build_menus(window: MainWindow, actions: dict[str, QAction]) -> QToolBar:
         toolbar.addAction(actions[name])
     window.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
     # A/D walk the list like up/down (a QLineEdit with focus still receives the letters).
-    QShortcut(QKeySequence("A"), window, activated=lambda: window.sample_list.step(-1))
-    QShortcut(QKeySequence("D"), window, activated=lambda: window.sample_list.step(1))
+    for key, delta, text in (("A", -1, "Previous sample"), ("D", 1, "Next sample")):
+        shortcut = QShortcut(QKeySequence(key), window)
+        shortcut.activated.connect(lambda d=delta: window.sample_list.step(d))
+        shortcut.setWhatsThis(text)  # its line in Help ▸ Keyboard shortcuts
     return toolbar
 
 

@@ -23,15 +23,16 @@ class SampleLoader(QObject):
     def __init__(self, registry: TaskRegistry, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._registry = registry
-        self._cache: OrderedDict[str, Sample] = OrderedDict()
+        # Keyed by the whole ref (its paths), not ``ref.key``: folders share keys.
+        self._cache: OrderedDict[SampleRef, Sample] = OrderedDict()
         self._latest = 0
 
     def request(self, ref: SampleRef) -> None:
         self._latest += 1
         generation = self._latest
-        cached = self._cache.get(ref.key)
+        cached = self._cache.get(ref)
         if cached is not None:
-            self._cache.move_to_end(ref.key)
+            self._cache.move_to_end(ref)
             self.loaded.emit(cached)
             return
         task = Task(f"load {ref.key}", lambda _ctx, r=ref: r.load(), self)
@@ -44,8 +45,8 @@ class SampleLoader(QObject):
         self._latest += 1  # results still in flight belong to the previous folder
 
     def _remember(self, sample: Sample) -> None:
-        self._cache[sample.ref.key] = sample
-        self._cache.move_to_end(sample.ref.key)
+        self._cache[sample.ref] = sample
+        self._cache.move_to_end(sample.ref)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
 

@@ -49,6 +49,7 @@ class Event:
 
 class SessionEvents:
     def __init__(self) -> None:
+        self.closing = Event()  # (): another dataset comes; views drop zoom, camera, crosshair
         self.dataset = Event()  # (DatasetIndex | None)
         self.model = Event()  # (model)
         self.scores_cleared = Event()  # ()
@@ -137,6 +138,7 @@ class InspectorSession:
         self._runner = runner
         self.dataset: DatasetIndex | None = None
         self.dataset_is_demo = False
+        self._refs: frozenset[SampleRef] = frozenset()
         self.model: api.Model | None = None
         self.model_path = ""
         self.device_text = ""  # where the model runs, in words
@@ -153,7 +155,10 @@ class InspectorSession:
 
     # ----- dataset and model -------------------------------------------------------------
     def set_dataset(self, dataset: DatasetIndex, demo: bool = False) -> None:
+        """Show ``dataset`` instead: nothing of the previous one (sample, selection, scores)."""
+        self.events.closing.emit()
         self.dataset, self.dataset_is_demo = dataset, demo
+        self._refs = frozenset(dataset.refs)
         self.clear_scores()
         self._show(View())
         self.events.dataset.emit(dataset)
@@ -181,10 +186,12 @@ class InspectorSession:
             self._show(replace(self.view, prediction=None, regions=None))
 
     def add_scored(self, ref: SampleRef, prediction: Prediction) -> None:
+        if ref not in self._refs:
+            return  # a late result for the previous folder (its keys may repeat here)
         self._predictions[ref.key] = prediction
         self.score_table.add(prediction.score_fused, ref.label)
         self.events.scored.emit(ref, prediction)
-        if ref.key == self.view.key and self.view.sample is not None:
+        if ref == self.view.ref and self.view.sample is not None:
             self._show(replace(self.view, prediction=prediction, regions=None))
 
     def scored_items(self) -> list[tuple[SampleRef, Prediction]]:
@@ -228,15 +235,19 @@ class InspectorSession:
     # ----- the shown sample ----------------------------------------------------------------
     def select(self, ref: SampleRef | None) -> None:
         """The sample to show next (its pixels arrive through :meth:`show_sample`)."""
-        if ref is not None and ref.key != self.view.key:
+        if ref is not None and ref != self.view.ref:
             self._show(View(ref))
         self.events.selected.emit(ref)
 
     def show_sample(self, sample: Sample) -> None:
         """A loaded sample; ignored unless it is the one selected last (or already shown)."""
+        # The whole ref must match, not only the key: two folders share keys such as
+        # ``test/good/000``, and a sample of the previous folder must never be shown.
+        if self.view.ref is None or sample.ref != self.view.ref:
+            return
         prediction = self._predictions.get(sample.ref.key)
         shown = self.view.sample is sample and self.view.prediction is prediction
-        if sample.ref.key == self.view.key and not shown:
+        if not shown:
             self._show(View(sample.ref, sample, prediction))
 
     def _show(self, view: View) -> None:

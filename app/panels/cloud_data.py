@@ -58,6 +58,39 @@ class CloudData:
         return float(np.linalg.norm(extent)) or 1.0
 
 
+def sensor_view(cloud: CloudData) -> tuple[np.ndarray, np.ndarray]:
+    """The sensor's viewing direction and the "up" that shows the cloud like its image.
+
+    An organized cloud keeps the image grid, so fitting ``xyz ≈ a + row·d_row + col·d_col``
+    gives the directions of image rows and columns in 3D. Looking along ``d_col × d_row``
+    with "up" = −d_row puts row 0 at the top and column 0 on the left, as in the 2D views,
+    whatever the sensor's axes are. When the points sit in front of the origin (the sensor
+    at (0, 0, 0), as MVTec 3D-AD's clouds are), the mean ray from the origin is used as the
+    direction instead: the camera then sees the object the way the sensor did.
+    """
+    default = np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
+    if cloud.n_points < 3:
+        return default
+    rows, cols = np.divmod(cloud.pixel_index, cloud.shape[1])
+    design = np.column_stack([np.ones(len(rows)), rows, cols]).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, cloud.points, rcond=None)
+    d_row, d_col = coef[1], coef[2]
+    forward = np.cross(d_col, d_row)
+    grid_scale = np.linalg.norm(d_row) * np.linalg.norm(d_col)
+    if grid_scale == 0 or np.linalg.norm(forward) < 1e-6 * grid_scale:
+        return default  # the points lie along one line of the image: no plane to face
+    forward /= np.linalg.norm(forward)
+    mean_ray = cloud.points.mean(axis=0)
+    if np.linalg.norm(mean_ray) > 0:
+        mean_ray = mean_ray / np.linalg.norm(mean_ray)
+        if float(mean_ray @ forward) > 0.5:
+            forward = mean_ray
+    up = -(d_row - (d_row @ forward) * forward)
+    if np.linalg.norm(up) < 1e-12:
+        return default
+    return forward, up / np.linalg.norm(up)
+
+
 def build_cloud(
     xyz: np.ndarray,
     keep: np.ndarray | None = None,

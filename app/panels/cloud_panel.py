@@ -23,6 +23,7 @@ from mdss_app.panels.cloud_data import (
     build_cloud,
     point_colours,
     score_lookup_table,
+    sensor_view,
     set_display_colours,
     set_scores,
 )
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 HEADLESS_PLATFORMS = {"offscreen", "minimal", "vnc"}
 FLY_DURATION_MS = 450
 CLICK_TOLERANCE_PX = 4
+BAR_STRIP_PX = (64, 96)  # width of the colour bar's own strip, right of the cloud (min, max)
+REGION_SHARE = 1 / 3  # a clicked region fills about this share of the view
+MIN_CONTEXT = 0.07  # …but keep at least this share of the object's diagonal as radius (context)
 
 
 def vtk_unavailable_reason() -> str:
@@ -63,25 +67,67 @@ def _hex_rgb(colour: str) -> tuple[float, float, float]:
     return tuple(int(colour[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
 
 
+def bar_title(caption: str) -> str:
+    """What the colours of the points are, as the colour bar's title (VTK's font has no σ)."""
+    return "3D score\n" + caption.replace("σ", "s.d.")
+
+
+def fit_distance(
+    points: np.ndarray,
+    centre: np.ndarray,
+    direction: np.ndarray,
+    up: np.ndarray,
+    view_angle_deg: float,
+    aspect: float,
+    margin: float = 1.08,
+) -> float:
+    """Camera distance from ``centre`` at which all ``points`` fit the view (with ``margin``),
+    looking along ``direction`` with ``up``: tighter than VTK's bounding-sphere fit, so the
+    object fills the view instead of floating in it."""
+    right = np.cross(direction, up)
+    offsets = points - centre
+    half_w = float(np.abs(offsets @ right).max())
+    half_h = float(np.abs(offsets @ up).max())
+    depth = float(np.abs(offsets @ direction).max())
+    tan_v = np.tan(np.radians(view_angle_deg) / 2)
+    tan_h = tan_v * (aspect if aspect > 0 else 1.0)
+    return margin * max(half_w / tan_h, half_h / tan_v) + depth
+
+
+def framing_distance(
+    radius: float, view_angle_deg: float, aspect: float, share: float = REGION_SHARE
+) -> float:
+    """Camera distance at which a sphere of ``radius`` spans ``share`` of the view.
+
+    ``view_angle_deg`` is VTK's vertical view angle and ``aspect`` the viewport's width over
+    its height: in a narrow view the width is what limits, so the smaller half-angle is used.
+    """
+    half_tan = np.tan(np.radians(view_angle_deg) / 2)
+    half_tan = min(half_tan, half_tan * aspect) if aspect > 0 else half_tan
+    return float(radius / (share * half_tan))
+
+
 def _score_bar():  # -> vtkScalarBarActor (VTK is imported only when a 3D view is built)
-    """The colour bar of the scores, hidden until the points are coloured by score."""
+    """The colour bar of the scores, hidden until the points are coloured by score. It lives
+    in its own renderer (a strip right of the cloud's), so it never covers a point."""
     from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
 
     bar = vtkScalarBarActor()
-    bar.SetTitle("|sdf|")
+    bar.SetTitle(bar_title("|sdf|"))
     bar.SetNumberOfLabels(5)
     bar.SetLabelFormat("%.3g")
-    bar.SetBarRatio(0.25)
-    bar.SetPosition(0.8, 0.1)
-    bar.SetWidth(0.17)
-    bar.SetHeight(0.76)
+    bar.SetBarRatio(0.3)
+    bar.SetPosition(0.08, 0.04)
+    bar.SetWidth(0.84)
+    bar.SetHeight(0.9)
+    bar.SetVerticalTitleSeparation(6)
     bar.UnconstrainedFontSizeOn()
     for text in (
         bar.GetTitleTextProperty(),
         bar.GetLabelTextProperty(),
     ):
         text.SetColor(*_hex_rgb(style.TEXT))
-        text.SetFontSize(12)
+        text.SetFontSize(11)
         text.ShadowOff()
         text.BoldOff()
         text.ItalicOff()
@@ -202,8 +248,13 @@ class CloudPanel(QWidget):
         self.marker.VisibilityOff()
         self.renderer.AddActor(self.marker)
         self.scalar_bar = _score_bar()
-        self.scalar_bar.SetTitle(self._caption)
-        self.renderer.AddViewProp(self.scalar_bar)
+        self.scalar_bar.SetTitle(bar_title(self._caption))
+        self.bar_renderer = vtkRenderer()  # the colour bar's strip; the cloud's renderer is left
+        self.bar_renderer.SetBackground(*_hex_rgb("#181b21"))
+        self.bar_renderer.InteractiveOff()  # drags over the strip still turn the cloud
+        self.bar_renderer.AddViewProp(self.scalar_bar)
+        self.vtk_widget.GetRenderWindow().AddRenderer(self.bar_renderer)
+        self._layout_viewports()
         self.picker = vtkPointPicker()
         self.picker.SetTolerance(0.004)
         self.picker.PickFromListOn()
@@ -232,6 +283,27 @@ class CloudPanel(QWidget):
         self.vtk_widget.Initialize()
         self._initialized = True
         self.reset_camera()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        if self.vtk_widget is not None:
+            self._layout_viewports()
+
+    def _layout_viewports(self) -> None:
+        """The cloud's viewport on the left; the colour bar's strip on the right when shown."""
+        shown = bool(self.scalar_bar.GetVisibility())
+        width = max(self.vtk_widget.width(), 1)
+        strip = min(max(0.28 * width, BAR_STRIP_PX[0]), BAR_STRIP_PX[1])
+        split = 1.0 - min(0.45, strip / width) if shown else 1.0
+        self.renderer.SetViewport(0.0, 0.0, split, 1.0)
+        self.bar_renderer.SetViewport(split, 0.0, 1.0, 1.0)
+        self.bar_renderer.SetDraw(shown)
+
+    def viewports(self) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
+        """(cloud viewport, colour bar viewport or None when hidden), VTK's (x0, y0, x1, y1)."""
+        cloud = tuple(self.renderer.GetViewport())
+        shown = self.scalar_bar.GetVisibility() and self.bar_renderer.GetDraw()
+        return cloud, tuple(self.bar_renderer.GetViewport()) if shown else None
 
     @property
     def ready(self) -> bool:
@@ -280,6 +352,7 @@ class CloudPanel(QWidget):
                 self.actor.VisibilityOff()
                 self.marker.VisibilityOff()
                 self.scalar_bar.VisibilityOff()
+                self._layout_viewports()
                 self.render()
             return
         keep = None if prediction is None else prediction.object_mask
@@ -313,7 +386,8 @@ class CloudPanel(QWidget):
         """Title of the score colour bar (it depends on the model's fusion rule)."""
         self._caption = text
         if getattr(self, "scalar_bar", None) is not None:
-            self.scalar_bar.SetTitle(text)
+            self.scalar_bar.SetTitle(bar_title(text))
+            self.render()
 
     def set_levels(self, low: float, high: float) -> None:
         self._levels = (float(low), float(high))
@@ -344,6 +418,7 @@ class CloudPanel(QWidget):
         if by_score:
             self.scalar_bar.SetLookupTable(score_lookup_table(*self._levels))
         self.scalar_bar.SetVisibility(by_score)
+        self._layout_viewports()
         self.render()
 
     # ----- linking ------------------------------------------------------------------------------
@@ -381,7 +456,8 @@ class CloudPanel(QWidget):
         return True
 
     def fly_to(self, points: np.ndarray) -> None:
-        """Animate the camera so its focal point lands on the centre of ``points``."""
+        """Animate the camera onto ``points``: the region fills about a third of the view, with
+        at least ``MIN_CONTEXT`` of the object around it; the viewing direction is kept."""
         if not self.ready or len(points) == 0:
             return
         camera = self.renderer.GetActiveCamera()
@@ -389,12 +465,19 @@ class CloudPanel(QWidget):
         start_pos = np.array(camera.GetPosition())
         direction = start_pos - start_focal
         direction /= np.linalg.norm(direction) or 1.0
-        extent = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
-        # Close enough to see the defect, far enough to keep the object around it in view.
+        low, high = points.min(axis=0), points.max(axis=0)
+        radius = max(float(np.linalg.norm(high - low)) / 2, MIN_CONTEXT * self.cloud.scale())
+        distance = framing_distance(
+            radius, camera.GetViewAngle(), self.renderer.GetTiledAspectRatio()
+        )
         home = self._home_distance or float(np.linalg.norm(start_pos - start_focal))
-        distance = float(np.clip(extent * 4.0, 0.5 * home, 0.75 * home))
+        distance = min(distance, home)  # a region larger than that: the whole object
         end_focal = points.mean(axis=0)
         end_pos = end_focal + direction * distance
+        self._animate(start_focal, start_pos, end_focal, end_pos)
+
+    def _animate(self, start_focal, start_pos, end_focal, end_pos) -> None:
+        camera = self.renderer.GetActiveCamera()
         if self._fly is not None:
             self._fly.stop()
         self._fly = QVariantAnimation(self)
@@ -420,23 +503,38 @@ class CloudPanel(QWidget):
         return np.array(self.renderer.GetActiveCamera().GetFocalPoint())
 
     def reset_camera(self) -> None:
-        """Look at the object from the sensor side (image up = up), slightly tilted for depth."""
+        """The whole object, seen along the sensor's axis with the image's orientation (row 0
+        at the top, column 0 on the left), so the 3D view starts out like the 2D views."""
         if not self.ready or self.cloud is None or self.cloud.n_points == 0:
             return
         if self._fly is not None:
             self._fly.stop()
         camera = self.renderer.GetActiveCamera()
-        centre = self.cloud.points.mean(axis=0)
+        direction, up = sensor_view(self.cloud)
+        low, high = self.cloud.points.min(axis=0), self.cloud.points.max(axis=0)
+        centre = (low + high) / 2
+        distance = fit_distance(
+            self.cloud.points,
+            centre,
+            direction,
+            up,
+            camera.GetViewAngle(),
+            self.renderer.GetTiledAspectRatio(),
+        )
         camera.SetFocalPoint(*centre)
-        camera.SetPosition(*(centre - np.array([0.0, 0.0, 1.0])))
-        camera.SetViewUp(0.0, -1.0, 0.0)
-        self.renderer.ResetCamera()
-        camera.Elevation(-28)
-        camera.OrthogonalizeViewUp()
-        camera.Zoom(1.15)
+        camera.SetPosition(*(centre - direction * distance))
+        camera.SetViewUp(*up)
         self._home_distance = camera.GetDistance()
         self.renderer.ResetCameraClippingRange()
         self.render()
+
+    def forget_view(self) -> None:
+        """Another folder: no points, no selection, and the next sample gets a fresh camera."""
+        if self._fly is not None:
+            self._fly.stop()
+        self.show_sample(None)
+        self._keep = None
+        self.selected_points = None
 
     # ----- picking ------------------------------------------------------------------------------
     def _on_press(self, interactor, _event) -> None:

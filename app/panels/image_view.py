@@ -140,6 +140,11 @@ class ImageView2D(QWidget):
         if first:
             self.view.autoRange(padding=0.01)
 
+    def reset_zoom(self) -> None:
+        """Show the whole image again (a cleared view zooms to its next image by itself)."""
+        if self._shape is not None:
+            self.view.autoRange(padding=0.01)
+
     def clear(self) -> None:
         self._shape = None
         self.base.clear()

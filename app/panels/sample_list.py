@@ -37,8 +37,10 @@ from mdss_core.api import DatasetIndex, Prediction, SampleRef
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2
-COLUMNS = ("Sample", "GT", "RGB", "3D", "Fused", "Decision")
-COL_SAMPLE, COL_GT, COL_RGB, COL_3D, COL_FUSED, COL_DECISION = range(len(COLUMNS))
+# Fused (coloured by the decision) comes first of the scores: it stays in sight in a narrow list.
+COLUMNS = ("Sample", "GT", "Fused", "RGB", "3D", "Decision")
+COL_SAMPLE, COL_GT, COL_FUSED, COL_RGB, COL_3D, COL_DECISION = range(len(COLUMNS))
+SCORE_COLUMNS = (COL_FUSED, COL_RGB, COL_3D)  # contiguous, up to COL_DECISION
 ALL_SPLITS = ""
 MARKED_GOOD = " ✓"  # after the name of a sample marked as good (a false alarm)
 
@@ -67,9 +69,9 @@ class SampleTableModel(QAbstractTableModel):
         """One sample's scores (``key``) or every sample's changed."""
         row = None if key is None else self._row_of.get(key)
         if row is not None:
-            self.dataChanged.emit(self.index(row, COL_RGB), self.index(row, COL_DECISION))
+            self.dataChanged.emit(self.index(row, COL_FUSED), self.index(row, COL_DECISION))
         elif key is None:
-            self._all_changed(COL_RGB)
+            self._all_changed(COL_FUSED)
 
     def decisions_changed(self, old: float, new: float) -> None:
         """The image threshold moved from ``old`` to ``new``: repaint the samples it crossed.
@@ -144,7 +146,7 @@ class SampleTableModel(QAbstractTableModel):
             return self._sort_value(ref, prediction, col)
         if role == Qt.ItemDataRole.ForegroundRole:
             return self._colour(ref, prediction, col)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col >= COL_RGB:
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in SCORE_COLUMNS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
             decision = self.decision(prediction)
@@ -165,12 +167,12 @@ class SampleTableModel(QAbstractTableModel):
             return name + MARKED_GOOD if self._marked(ref) else name
         if col == COL_GT:
             return {0: "good", 1: "defect"}.get(ref.label, "?")
-        if col in (COL_RGB, COL_3D, COL_FUSED):
+        if col in SCORE_COLUMNS:
             return "" if prediction is None else f"{_score(prediction, col):.3g}"
         return self.decision(prediction)
 
     def _sort_value(self, ref: SampleRef, prediction: Prediction | None, col: int):
-        if col in (COL_RGB, COL_3D, COL_FUSED):
+        if col in SCORE_COLUMNS:
             return -math.inf if prediction is None else _score(prediction, col)
         if col == COL_SAMPLE:
             return ref.key
@@ -190,7 +192,9 @@ class SampleTableModel(QAbstractTableModel):
 
 
 def _score(prediction: Prediction, col: int) -> float:
-    return (prediction.score_rgb, prediction.score_3d, prediction.score_fused)[col - COL_RGB]
+    if col == COL_FUSED:
+        return prediction.score_fused
+    return prediction.score_rgb if col == COL_RGB else prediction.score_3d
 
 
 class SampleFilterProxy(QSortFilterProxyModel):
