@@ -98,7 +98,8 @@ def test_branch_learns_to_reconstruct_teacher_features():
         opt.step()
         first = first if first is not None else float(loss.detach())
     assert float(loss.detach()) < 0.5 * first
-    maps = rd_map(own, branch.students(own, other), 64)
+    with torch.no_grad():
+        maps = rd_map(own, branch.students(own, other), 64)
     assert maps.shape == (2, 64, 64) and float(maps.min()) >= -1e-5
 
 
