@@ -115,16 +115,20 @@ def fit_model(
     dataset: DatasetIndex,
     preset: str,
     *,
+    method: str = "mdss",
     teacher: str | Path | None = None,
     device: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Model:
-    """Train and calibrate a model (nothing is written; ``Model.save`` writes it)."""
+    """Train and calibrate a model of detector ``method`` (nothing is written;
+    ``Model.save`` writes it). ``teacher`` only applies to MDSS."""
+    from mdss_core.config import get_preset
     from mdss_core.model import MDSSModel
 
+    config = get_preset(preset, method)
     return MDSSModel.fit(
-        dataset, preset, teacher=teacher, device=device, progress=progress, cancel=cancel
+        dataset, config, teacher=teacher, device=device, progress=progress, cancel=cancel
     )
 
 
@@ -136,10 +140,17 @@ def check_teacher_file(path: str | Path) -> dict[str, Any]:
         return load_teacher_file(path)[1]
 
 
-def preset_names() -> list[str]:
-    from mdss_core.config import PRESETS
+def preset_names(method: str = "mdss") -> list[str]:
+    from mdss_core.config import METHODS
 
-    return list(PRESETS)
+    return list(METHODS.get(method, {}))
+
+
+def method_names() -> list[tuple[str, str]]:
+    """``[(method, one-line description), …]`` of the detectors a model can be trained with."""
+    from mdss_core.config import METHOD_DESCRIPTIONS
+
+    return list(METHOD_DESCRIPTIONS.items())
 
 
 # What each view's colour scale means, by the model's fusion rule (see mdss_core.fusion).
@@ -153,6 +164,11 @@ MAP_CAPTIONS: dict[str, dict[str, str]] = {
         "rgb": "RGB score (std. dev. above normal)",
         "fused": "fused = RGB + 3D (std. dev. above normal)",
         "cloud": "|sdf| (σ)",
+    },
+    "zmax": {
+        "rgb": "RGB branch (std. dev. above normal)",
+        "fused": "fused = RGB + 3D branch (std. dev. above normal)",
+        "cloud": "3D branch (σ)",
     },
 }
 
@@ -169,12 +185,12 @@ def model_identity(model: Model) -> tuple[str, str]:
     info = model.info()
     training = info.get("training") or {}
     teacher = info.get("teacher") or {}
-    label = " · ".join(
-        part for part in (info.get("name"), info.get("preset"), teacher.get("kind")) if part
-    )
+    method = info.get("method", "mdss")
+    parts = (info.get("name"), method if method != "mdss" else "", info.get("preset"))
+    label = " · ".join(part for part in (*parts, teacher.get("kind")) if part)
     lines = [
         f"category: {training.get('category') or '?'}, trained on {training.get('n_train', '?')}",
-        f"preset: {info.get('preset')}, fusion: {info.get('fusion', 'paper')}",
+        f"method: {method}, preset: {info.get('preset')}, fusion: {info.get('fusion', 'paper')}",
         f"teacher: {info.get('teacher_text') or teacher.get('kind', '?')}",
     ]
     return label, "\n".join(lines)
@@ -388,6 +404,7 @@ __all__ = [
     "first_line",
     "fit_model",
     "load_model",
+    "method_names",
     "local_scores",
     "open_folder",
     "pixel_area_mm2",

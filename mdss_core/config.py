@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mdss_core.config_base import ConfigBase
+from mdss_core.crd.config import CRDConfig
+from mdss_core.dmgrd.config import DMGRDConfig
 from mdss_core.errors import ConfigError, MDSSError
 from mdss_core.fusion import FUSION_RULES
 from mdss_core.geometry.config import SDFConfig
@@ -18,9 +20,12 @@ class MDSSConfig(ConfigBase):
     """Everything that shapes a model; stored as JSON inside the model file."""
 
     preset: str = "custom"
+    method: str = "mdss"  # the detector: see METHODS
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     rgb: RGBConfig = field(default_factory=RGBConfig)
     sdf: SDFConfig = field(default_factory=SDFConfig)
+    crd: CRDConfig = field(default_factory=CRDConfig)  # used when method == "crd"
+    dmgrd: DMGRDConfig = field(default_factory=DMGRDConfig)  # used when method == "dmgrd"
     sdf_blur_sigma: float = 4.0  # Gaussian blur of the 3D map (Shape-guided / facts file)
     # Gaussian blur (model pixels) of the student's maps; 0 = none, the paper's maps.
     rgb_blur_sigma: float = 0.0
@@ -32,6 +37,8 @@ class MDSSConfig(ConfigBase):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {tuple(METHODS)}, not {self.method!r}")
         if self.fusion not in FUSION_RULES:
             raise ConfigError(f"fusion must be one of {FUSION_RULES}, not {self.fusion!r}")
         if not 0.0 < self.threshold_quantile <= 1.0:
@@ -41,10 +48,20 @@ class MDSSConfig(ConfigBase):
         if self.rgb_blur_sigma < 0 or self.sdf_blur_sigma < 0:
             raise ConfigError("blur sigmas must not be negative")
 
+    @property
+    def image_top_k(self) -> int:
+        """Pixels averaged into the image score (``zmax`` fusion); 0 = the maximum."""
+        return self.dmgrd.top_k if self.method == "dmgrd" else 0
+
     def with_seed(self, seed: int) -> MDSSConfig:
         """The same settings with every branch seeded from ``seed``."""
         return replace(
-            self, seed=seed, rgb=replace(self.rgb, seed=seed), sdf=replace(self.sdf, seed=seed)
+            self,
+            seed=seed,
+            rgb=replace(self.rgb, seed=seed),
+            sdf=replace(self.sdf, seed=seed),
+            crd=replace(self.crd, seed=seed),
+            dmgrd=replace(self.dmgrd, seed=seed),
         )
 
 
@@ -120,7 +137,66 @@ def tiny_preset() -> MDSSConfig:
     )
 
 
+def crd_cpu_preset() -> MDSSConfig:
+    """CRD on a CPU: 256 px, the surface-normal image as 3D input, teacher features cached
+    once; maps summed as z-scores of normal parts and the image score is the fused maximum
+    (CRD's rule)."""
+    return MDSSConfig(preset="cpu", method="crd", crd=CRDConfig(epochs=60), fusion="zmax")
+
+
+def crd_paper_preset() -> MDSSConfig:
+    """CRD's published settings (256 px, Adam 0.005, batch 16) for a GPU: 200 epochs."""
+    return MDSSConfig(preset="paper", method="crd", crd=CRDConfig(epochs=200), fusion="zmax")
+
+
+def crd_tiny_preset() -> MDSSConfig:
+    """Seconds-long CRD training for tests."""
+    return MDSSConfig(
+        preset="tiny",
+        method="crd",
+        preprocess=PreprocessConfig(size=64),
+        crd=CRDConfig(epochs=2, batch_size=2, embed_channels=32, blur_sigma=1.0),
+        fusion="zmax",
+    )
+
+
+def dmgrd_cpu_preset() -> MDSSConfig:
+    """DM-GRD on the colour image (1500 steps of 8 images) and ``fast``'s SDF network for the
+    cloud; maps summed as z-scores of normal parts, image score = mean of the top 100 pixels."""
+    return MDSSConfig(
+        preset="cpu", method="dmgrd", sdf=fast_preset().sdf, dmgrd=DMGRDConfig(), fusion="zmax"
+    )
+
+
+def dmgrd_paper_preset() -> MDSSConfig:
+    """DM-GRD's published scale for a GPU (batch 16, 10 000 steps) and the paper's SDF net."""
+    return MDSSConfig(
+        preset="paper",
+        method="dmgrd",
+        dmgrd=DMGRDConfig(steps=10000, batch_size=16),
+        fusion="zmax",
+    )
+
+
+def dmgrd_tiny_preset() -> MDSSConfig:
+    """Seconds-long DM-GRD training for tests."""
+    tiny = tiny_preset()
+    return MDSSConfig(
+        preset="tiny",
+        method="dmgrd",
+        preprocess=tiny.preprocess,
+        sdf=tiny.sdf,
+        sdf_blur_sigma=1.0,
+        dmgrd=DMGRDConfig(
+            steps=3, batch_size=2, bank_size=2, embed_channels=32, top_k=10, textures=2,
+            blur_sigma=1.0,
+        ),
+        fusion="zmax",
+    )  # fmt: skip
+
+
 DEFAULT_PRESET = "cpu"
+DEFAULT_METHOD = "mdss"
 
 PRESETS: dict[str, Callable[[], MDSSConfig]] = {
     "cpu": cpu_preset,
@@ -129,9 +205,28 @@ PRESETS: dict[str, Callable[[], MDSSConfig]] = {
     "tiny": tiny_preset,
 }
 
+# Each detector's presets by name; "cpu" is every method's default.
+METHODS: dict[str, dict[str, Callable[[], MDSSConfig]]] = {
+    "mdss": PRESETS,
+    "crd": {"cpu": crd_cpu_preset, "paper": crd_paper_preset, "tiny": crd_tiny_preset},
+    "dmgrd": {"cpu": dmgrd_cpu_preset, "paper": dmgrd_paper_preset, "tiny": dmgrd_tiny_preset},
+}
 
-def get_preset(name: str) -> MDSSConfig:
+METHOD_DESCRIPTIONS = {
+    "mdss": "MDSS: student-teacher on RGB + normals, signed distance on the cloud (memoryless)",
+    "crd": "CRD: crossmodal reverse distillation, one branch per modality (RGB, normals)",
+    "dmgrd": "DM-GRD + SDF: memory-guided reverse distillation on RGB, signed distance on 3D",
+}
+
+
+def get_preset(name: str, method: str = DEFAULT_METHOD) -> MDSSConfig:
+    """The preset ``name`` of detector ``method``; one-line errors for unknown names."""
+    if method not in METHODS:
+        raise MDSSError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    presets = METHODS[method]
     try:
-        return PRESETS[name]()
+        return presets[name]()
     except KeyError:
-        raise MDSSError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})") from None
+        raise MDSSError(
+            f"unknown preset '{name}' for method {method} (choose from {', '.join(presets)})"
+        ) from None

@@ -119,6 +119,7 @@ def calibrate_net(
         normal_maps if all(n is not None for n in normal_maps) else None,  # type: ignore[arg-type]
         rule=net.config.fusion,
         quantile=net.config.threshold_quantile,
+        top_k=net.config.image_top_k,
     )
 
 

@@ -17,6 +17,9 @@ Two rules (``MDSSConfig.fusion``):
   pixel map alike. On real cable glands the product let a weak 3D map pull the fused score
   below RGB alone; the sum of z-scores was the best of eight rules on three checkpoints
   (``docs/experiments.md``).
+- ``zmax`` (CRD, DM-GRD + SDF): each map in standard deviations of the validation
+  foreground's pixels, summed; the image score is the fused map's maximum, or the mean of its
+  ``top_k`` highest pixels (DM-GRD: 100).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 from mdss_core.config_base import ConfigBase
 
-FUSION_RULES = ("paper", "zscore")
+FUSION_RULES = ("paper", "zscore", "zmax")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Calibration(ConfigBase):
     rule: str = "paper"
     normals: MapStats | None = None  # pixel statistics of the normal-image map, when used
     peaks: PeakStats | None = None  # image-maximum statistics (``zscore`` rule)
+    top_k: int = 0  # ``zmax``: image score = mean of the top-k fused pixels; 0 = the maximum
 
     def __post_init__(self) -> None:
         if self.rule not in FUSION_RULES:
@@ -133,6 +137,18 @@ class Calibration(ConfigBase):
                 float(np.max(sdf_map)),
                 image_score(rgb_map, sdf_map),
             )
+        if self.rule == "zmax":
+            z_rgb = np.asarray(self.rgb.z(rgb_map), np.float32)
+            z_geometry = np.asarray(self.sdf.z(sdf_map), np.float32)
+            fused = z_rgb + z_geometry
+            return FusedMaps(
+                z_rgb,
+                z_geometry,
+                fused,
+                top_mean(z_rgb, self.top_k),
+                top_mean(z_geometry, self.top_k),
+                top_mean(fused, self.top_k),
+            )
         peaks = self.peaks
         assert peaks is not None  # checked in __post_init__
         z_rgb = self.rgb.z(rgb_map)
@@ -154,6 +170,13 @@ class Calibration(ConfigBase):
         )
 
 
+def top_mean(values: np.ndarray, k: int) -> float:
+    """The mean of the ``k`` highest values (the maximum when ``k`` ≤ 1)."""
+    if k <= 1 or values.size <= k:
+        return float(values.max())
+    return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
+
+
 def image_score(rgb_map: np.ndarray, sdf_map: np.ndarray) -> float:
     """Paper 3.3: the product of the two maps' maxima."""
     return float(np.max(rgb_map)) * float(np.max(sdf_map))
@@ -171,6 +194,7 @@ def calibrate(
     normal_maps: Sequence[np.ndarray] | None = None,
     rule: str = "paper",
     quantile: float = 1.0,
+    top_k: int = 0,
 ) -> Calibration:
     """Statistics and thresholds from the maps of normal validation samples (model size).
 
@@ -207,6 +231,7 @@ def calibrate(
         pixel_threshold=0.0,
         n_samples=len(rgb_maps),
         rule=rule,
+        top_k=top_k,
         normals=MapStats.of(foreground(normal_maps)) if use_normals else None,
         peaks=PeakStats(
             peak_stats(rgb_maps),

@@ -18,7 +18,7 @@ from typing import Any
 from mdss_core import fit as fitting
 from mdss_core.assemble import assemble
 from mdss_core.batched import predict_batched, score_batched
-from mdss_core.config import DEFAULT_PRESET, MDSSConfig
+from mdss_core.config import DEFAULT_PRESET, MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError
 from mdss_core.evaluation import EvaluationReport, evaluate_predictions
@@ -69,10 +69,23 @@ class MDSSModel:
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> MDSSModel:
-        """Train and calibrate a model (see :func:`mdss_core.fit.fit`); nothing is written."""
-        fitted = fitting.fit(
-            dataset, config, teacher=teacher, device=device, progress=progress, cancel=cancel
-        )
+        """Train and calibrate a model (see :func:`mdss_core.fit.fit`, and
+        :func:`mdss_core.crd.fit.fit_crd` when ``config.method`` is "crd"); nothing is written.
+        """
+        if isinstance(config, str):
+            config = get_preset(config)
+        if config.method == "crd":
+            from mdss_core.crd.fit import fit_crd
+
+            fitted = fit_crd(dataset, config, device=device, progress=progress, cancel=cancel)
+        elif config.method == "dmgrd":
+            from mdss_core.dmgrd.fit import fit_dmgrd
+
+            fitted = fit_dmgrd(dataset, config, device=device, progress=progress, cancel=cancel)
+        else:
+            fitted = fitting.fit(
+                dataset, config, teacher=teacher, device=device, progress=progress, cancel=cancel
+            )
         return cls(
             fitted.net,
             fitted.calibration,
@@ -207,6 +220,7 @@ class MDSSModel:
             "name": self.name,
             "format_version": FORMAT_VERSION,
             "preset": self.config.preset,
+            "method": self.config.method,
             "device": self.device,
             "teacher": self.teacher_origin,
             "teacher_text": describe_teacher(self.teacher_origin),

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize_safetensors
 
 from mdss_core.atomic import sweep_stale_temps, write_bytes_atomic
-from mdss_core.config import MDSSConfig
+from mdss_core.config import METHODS, MDSSConfig
 from mdss_core.errors import ConfigError, ModelFileError
 from mdss_core.failures import cause
 from mdss_core.fusion import Calibration
@@ -32,7 +32,8 @@ from mdss_core.roi import Roi
 
 FORMAT = "mdss-model"
 # 2: fusion rule, normal-image map and their calibration (version-1 files still load).
-FORMAT_VERSION = 2
+# 3: the detector method (mdss / crd / dmgrd) and its settings.
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -95,6 +96,7 @@ def read_model_file(path: str | Path) -> ModelRecord:
             f"written by a newer mdss (model format {version}); this version reads up to "
             f"{FORMAT_VERSION} — update mdss",
         )
+    _check_method(path, metadata.get("config", "{}"))
     try:
         config = MDSSConfig.from_dict(json.loads(metadata["config"]))
         calibration = Calibration.from_dict(json.loads(metadata["calibration"]))
@@ -107,6 +109,10 @@ def read_model_file(path: str | Path) -> ModelRecord:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:  # header fine, tensor data damaged/unreadable
         raise ModelFileError(path, f"damaged model file ({cause(exc)})") from None
+    name = metadata.get("name", path.stem)
+    if config.method in ("crd", "dmgrd"):
+        net = _image_detector_net(path, config, tensors)
+        return ModelRecord(net, calibration, origin, training, name, roi)
     rgb = RGBBranch.from_state_dict(_strip(tensors, "rgb."), config.rgb, source=str(path))
     sdf = build_sdf_net(config.sdf)
     try:
@@ -116,8 +122,38 @@ def read_model_file(path: str | Path) -> ModelRecord:
         problem = f"3D network tensors do not match its config: {first}"
         raise ModelFileError(path, problem) from None
     net = MDSSNet(rgb, sdf, config).eval()
-    name = metadata.get("name", path.stem)
     return ModelRecord(net, calibration, origin, training, name, roi)
+
+
+def _check_method(path: Path, config_json: str) -> None:
+    """A model of a detector this version does not have is refused with one line."""
+    try:
+        method = json.loads(config_json).get("method", "mdss")
+    except (ValueError, AttributeError):
+        return  # the config's own check reports damage
+    if method not in METHODS:
+        raise ModelFileError(
+            path,
+            f"model of unknown method '{method}' (this mdss runs {', '.join(METHODS)}) "
+            "— update mdss",
+        )
+
+
+def _image_detector_net(path: Path, config: MDSSConfig, tensors: dict[str, torch.Tensor]) -> Any:
+    """CRD's or DM-GRD's network: built empty from the config, then filled from the file."""
+    from mdss_core.crd.net import CRDNet
+    from mdss_core.dmgrd.net import DMGRDNet
+
+    net = (CRDNet if config.method == "crd" else DMGRDNet).empty(config)
+    try:
+        net.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        )
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        problem = f"{config.method} tensors do not match its config: {first}"
+        raise ModelFileError(path, problem) from None
+    return net.eval()
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

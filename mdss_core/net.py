@@ -101,19 +101,24 @@ class MDSSNet(nn.Module):
     def point_grids(
         self, prepared: Sequence[PreparedSample], patches: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
-        """The 3D branch alone: each point's |sdf| at its pixel (unblurred S×S grids).
+        """The 3D branch alone (see :func:`sdf_point_grids`)."""
+        return sdf_point_grids(self.sdf, self.device, prepared, patches)
 
-        The clouds are stacked and each patch table shifted by its cloud's offset; a patch never
-        spans two clouds, so every point keeps the minimum over its own sample's patches.
-        """
-        counts = [len(p.points) for p in prepared]
-        offsets = np.cumsum([0, *counts[:-1]])
-        points = np.concatenate([p.points for p in prepared])
-        index = np.concatenate(
-            [table + offset for table, offset in zip(patches, offsets, strict=True)]
-        )
-        scores = point_scores(self.sdf, points, index, self.device)
-        return [
-            scores_to_map(part, p.pixel_index, p.size, sigma=0)
-            for p, part in zip(prepared, np.split(scores, np.cumsum(counts)[:-1]), strict=True)
-        ]
+
+def sdf_point_grids(
+    sdf: SDFNet, device: str, prepared: Sequence[PreparedSample], patches: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Each point's |sdf| at its pixel (unblurred S×S grids), the SDF network run once.
+
+    The clouds are stacked and each patch table shifted by its cloud's offset; a patch never
+    spans two clouds, so every point keeps the minimum over its own sample's patches.
+    """
+    counts = [len(p.points) for p in prepared]
+    offsets = np.cumsum([0, *counts[:-1]])
+    points = np.concatenate([p.points for p in prepared])
+    index = np.concatenate([table + offset for table, offset in zip(patches, offsets, strict=True)])
+    scores = point_scores(sdf, points, index, device)
+    return [
+        scores_to_map(part, p.pixel_index, p.size, sigma=0)
+        for p, part in zip(prepared, np.split(scores, np.cumsum(counts)[:-1]), strict=True)
+    ]

@@ -25,10 +25,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         help="processes preparing samples for the pipelined rate (default: 0 on CPU, ≤ 8 on GPU)",
     )
+    p.add_argument(
+        "--models",
+        type=Path,
+        nargs="+",
+        help="compare these trained models (any detector) on --data instead of the synthetic run",
+    )
+    p.add_argument("--data", type=Path, help="samples for --models (a folder or category)")
+    p.add_argument("--samples", type=int, default=8, help="samples for --models")
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds for --models")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    result = _compare(args) if args.models else _synthetic(args)
+    return _write_json(args, result)
+
+
+def _compare(args: argparse.Namespace) -> dict:
+    from mdss_core.bench.models import compare_models, format_models
+    from mdss_core.devices import resolve_device
+
+    if args.data is None:
+        raise DataError("--models", "needs --data: the samples to time the models on")
+    result = compare_models(
+        args.models, args.data, args.samples, args.rounds, resolve_device(args.device),
+        ProgressBar(),
+    )  # fmt: skip
+    print(format_models(result))
+    return result
+
+
+def _synthetic(args: argparse.Namespace) -> dict:
     from mdss_core.bench import BenchSettings, run_bench
     from mdss_core.bench.table import format_table
 
@@ -41,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     print(format_table(result))
+    return result
+
+
+def _write_json(args: argparse.Namespace, result: dict) -> int:
     if args.json is not None:
         try:
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from mdss_core.atomic import ensure_writable_folder
 from mdss_core.cli.progress_bar import ProgressBar
-from mdss_core.config import DEFAULT_PRESET, PRESETS, get_preset
+from mdss_core.config import (
+    DEFAULT_METHOD,
+    DEFAULT_PRESET,
+    METHOD_DESCRIPTIONS,
+    METHODS,
+    PRESETS,
+    get_preset,
+)
+from mdss_core.crd.config import INPUTS_3D
 from mdss_core.devices import DEVICE_CHOICES, device_label, resolve_device
 from mdss_core.errors import MDSSError
 from mdss_core.rgb.teacher_choice import DEFAULT_TEACHER, TEACHER_NAMES, describe_teacher
@@ -19,7 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="MVTec 3D-AD root, category folder or sample folder")
     p.add_argument("--category", help="category name when DATA holds several")
     p.add_argument("--out", type=Path, required=True, help="model file to write (.mdss)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    p.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=sorted(METHODS),
+        help="detector: " + "; ".join(METHOD_DESCRIPTIONS.values()),
+    )
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted({*PRESETS, *METHODS["crd"]}))
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument(
         "--teacher",
@@ -36,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also train on the good samples in DIR (e.g. parts marked as good); repeatable",
     )
+    p.add_argument("--epochs", type=int, help="override a CRD preset's epochs")
+    p.add_argument("--input-3d", choices=INPUTS_3D, help="CRD's 3D input (default: normals)")
     p.add_argument("--force", action="store_true", help="overwrite an existing model file")
     p.set_defaults(func=run)
 
@@ -54,16 +70,22 @@ def run(args: argparse.Namespace) -> int:
         from mdss_core.io.layout import with_extra_good
 
         dataset = with_extra_good(dataset, args.extra_good)
-    config = get_preset(args.preset).with_seed(args.seed)
-    if args.rgb_steps:
+    config = get_preset(args.preset, args.method).with_seed(args.seed)
+    if args.epochs:
+        config.crd = replace(config.crd, epochs=args.epochs)
+    if args.input_3d:
+        config.crd = replace(config.crd, input_3d=args.input_3d)
+    if args.rgb_steps:  # the colour branch's steps: MDSS's student or DM-GRD's
         config.rgb = replace(config.rgb, steps=args.rgb_steps)
+        config.dmgrd = replace(config.dmgrd, steps=args.rgb_steps)
     if args.sdf_steps:
         config.sdf = replace(config.sdf, steps=args.sdf_steps)
     device = resolve_device(args.device)
     n_train, n_val = len(dataset.select("train")), len(dataset.select("validation"))
     name = dataset.category or dataset.root.name
     print(
-        f"training '{name}' ({n_train} train, {n_val} validation) preset={args.preset} "
+        f"training '{name}' ({n_train} train, {n_val} validation) method={args.method} "
+        f"preset={args.preset} "
         f"on {device_label(device)}"
     )
     model = MDSSModel.fit(

@@ -34,7 +34,7 @@ class Preparation:
     """Everything that turns a loaded sample into network input for one model."""
 
     preprocess: PreprocessConfig
-    patching: PatchSettings
+    patching: PatchSettings | None  # None: the detector reads no point patches (CRD)
 
 
 @dataclass
@@ -51,7 +51,8 @@ def make_ready(sample: Sample, preparation: Preparation) -> ReadySample:
     """Preprocess a loaded sample and cut its patches; raises ``DataError`` for bad arrays."""
     start = time.perf_counter()
     prepared = prepare(sample, preparation.preprocess)
-    patches = preparation.patching.cut(prepared.points)
+    patching = preparation.patching
+    patches = patching.cut(prepared.points) if patching else np.empty((0, 0), np.int64)
     return ReadySample(sample, prepared, patches, 1e3 * (time.perf_counter() - start))
 
 

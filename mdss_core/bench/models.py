@@ -1,0 +1,85 @@
+"""`mdss bench --models A.mdss B.mdss --data DIR`: trained models of any detector side by side.
+
+Per model: detector and preset, file size, parameters, median / min / max milliseconds per
+sample and per stage (``Prediction.timings_ms``) and the peak working memory of one
+prediction. Rounds alternate the models' order so drift of the machine (other load, clocks)
+hits all alike. Only the common model interface is used: any detector can be compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mdss_core.bench.measure import PeakMemory, mb, tensor_bytes
+from mdss_core.io import open_dataset
+from mdss_core.model import MDSSModel
+from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
+
+
+def compare_models(
+    paths: Sequence[Path],
+    data: Path,
+    samples: int = 8,
+    rounds: int = 3,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """JSON-ready timings of every model on the same ``samples`` samples of ``data``."""
+    models = {str(p): MDSSModel.load(p, device=device) for p in paths}
+    every = list(open_dataset(data))
+    refs = every[:: max(1, len(every) // samples)][:samples]  # spread over the defect types
+    loaded = [ref.load() for ref in refs]
+    rows: dict[str, dict[str, Any]] = {}
+    for path, model in models.items():
+        model.predict(loaded[0])  # warm-up: first-call allocations and packing
+        with PeakMemory(device) as peak:
+            model.predict(loaded[0])
+        rows[path] = {
+            "method": model.config.method,
+            "preset": model.config.preset,
+            "file_mb": mb(Path(path).stat().st_size),
+            "params_mb": mb(tensor_bytes([*model.net.parameters(), *model.net.buffers()])),
+            "predict_peak_mb": mb(peak.bytes),
+            "ms": [],
+            "stages": {},
+        }
+    order = list(models)
+    for round_index in range(rounds):
+        for path in order if round_index % 2 == 0 else order[::-1]:
+            for sample in loaded:
+                check_cancel(cancel, "benchmark")
+                start = time.perf_counter()
+                prediction = models[path].predict(sample)
+                rows[path]["ms"].append(1e3 * (time.perf_counter() - start))
+                for stage, ms in prediction.timings_ms.items():
+                    rows[path]["stages"].setdefault(stage, []).append(ms)
+        report(progress, "bench", round_index + 1, rounds, "models")
+    for row in rows.values():
+        values = row.pop("ms")
+        row["ms_median"] = round(statistics.median(values), 1)
+        row["ms_min"] = round(min(values), 1)
+        row["ms_max"] = round(max(values), 1)
+        row["stages"] = {k: round(statistics.median(v), 1) for k, v in row["stages"].items()}
+    return {"device": device, "samples": len(loaded), "rounds": rounds, "models": rows}
+
+
+def format_models(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['samples']} samples × {result['rounds']} rounds on {result['device']}, "
+        "ms per sample (median / min / max), peak memory of one prediction",
+        f"{'model':<32} {'method':<7} {'preset':<7} {'file MB':>8} {'median':>8} {'min':>7} "
+        f"{'max':>7} {'peak MB':>8}  stages (median ms)",
+    ]
+    for path, row in result["models"].items():
+        stages = " ".join(f"{k} {v:.0f}" for k, v in row["stages"].items() if k != "total")
+        lines.append(
+            f"{Path(path).name:<32} {row['method']:<7} {row['preset']:<7} {row['file_mb']:>8.1f} "
+            f"{row['ms_median']:>8.0f} {row['ms_min']:>7.0f} {row['ms_max']:>7.0f} "
+            f"{row['predict_peak_mb']:>8.0f}  {stages}"
+        )
+    return "\n".join(lines)
