@@ -17,6 +17,7 @@ from typing import Any
 from mdss_core import fit as fitting
 from mdss_core.assemble import assemble
 from mdss_core.batched import predict_batched, score_batched
+from mdss_core.checkpoint import Checkpointer
 from mdss_core.config import DEFAULT_PRESET, MDSSConfig
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError
@@ -64,10 +65,18 @@ class MDSSModel:
         device: str = "auto",
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        checkpoint: Checkpointer | None = None,
     ) -> MDSSModel:
-        """Train and calibrate a model (see :func:`mdss_core.fit.fit`); nothing is written."""
+        """Train and calibrate a model (see :func:`mdss_core.fit.fit`); only a ``checkpoint``
+        is written, the model is not."""
         fitted = fitting.fit(
-            dataset, config, teacher=teacher, device=device, progress=progress, cancel=cancel
+            dataset,
+            config,
+            teacher=teacher,
+            device=device,
+            progress=progress,
+            cancel=cancel,
+            checkpoint=checkpoint,
         )
         return cls(
             fitted.net,
