@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from mdss_core.checkpoint import CheckpointInfo
 from mdss_core.errors import Cancelled, DataError, MDSSError, ModelFileError, WriteError
 from mdss_core.evaluation import EvaluationReport, evaluate_predictions
 from mdss_core.failures import describe, first_line
@@ -106,13 +107,42 @@ def fit_model(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    checkpoint_for: str | Path | None = None,
+    resume: bool = False,
 ) -> Model:
-    """Train and calibrate a model (nothing is written; ``Model.save`` writes it)."""
+    """Train and calibrate a model (``Model.save`` writes it). With ``checkpoint_for`` (the
+    model path to be) a checkpoint is kept beside it while training and on cancel; ``resume``
+    continues it (refused, one line, for other data or settings)."""
+    from mdss_core.checkpoint import Checkpointer, checkpoint_path
     from mdss_core.model import MDSSModel
 
+    checkpoint = None
+    if checkpoint_for is not None:
+        checkpoint = Checkpointer(checkpoint_path(checkpoint_for), resume=resume)
     return MDSSModel.fit(
-        dataset, preset, teacher=teacher, device=device, progress=progress, cancel=cancel
+        dataset,
+        preset,
+        teacher=teacher,
+        device=device,
+        progress=progress,
+        cancel=cancel,
+        checkpoint=checkpoint,
     )
+
+
+def checkpoint_info(model_path: str | Path) -> CheckpointInfo | None:
+    """The unfinished training saved for ``model_path`` (stage, step k of n), or ``None``.
+    Reads a small header only (no torch): fine on a UI thread."""
+    from mdss_core.checkpoint import checkpoint_path, read_info
+
+    return read_info(checkpoint_path(model_path))
+
+
+def remove_checkpoint(model_path: str | Path) -> None:
+    """After the model is saved: its training's checkpoint has served."""
+    from mdss_core.checkpoint import checkpoint_path
+
+    checkpoint_path(model_path).unlink(missing_ok=True)
 
 
 def check_teacher_file(path: str | Path) -> dict[str, Any]:
@@ -306,6 +336,9 @@ __all__ = [
     "WriteError",
     "available_devices",
     "category_names",
+    "CheckpointInfo",
+    "checkpoint_info",
+    "remove_checkpoint",
     "check_cancel",
     "check_teacher_file",
     "demo_dataset",

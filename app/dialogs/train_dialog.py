@@ -16,6 +16,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -103,9 +104,16 @@ def category_choices(folder: str | Path) -> list[str]:
 
 
 def train_job(
-    folder: str, category: str | None, preset: str, device: str, teacher: str | None, output: str
+    folder: str,
+    category: str | None,
+    preset: str,
+    device: str,
+    teacher: str | None,
+    output: str,
+    resume: bool = False,
 ) -> Callable[[TaskContext], tuple[api.Model, Path, str]]:
-    """The background job: index, fit, save atomically; returns ``(model, path, device label)``."""
+    """The background job: index, fit (checkpointing beside ``output``; ``resume`` continues
+    that checkpoint), save atomically, drop the checkpoint; returns ``(model, path, device)``."""
 
     def run(ctx: TaskContext) -> tuple[api.Model, Path, str]:
         dataset = api.open_folder(folder, category)
@@ -116,13 +124,24 @@ def train_job(
             device=device,
             progress=ctx.progress,
             cancel=ctx.cancel,
+            checkpoint_for=output,
+            resume=resume,
         )
         ctx.progress(Progress("save", 0, 1, output))
         saved = model.save(output)  # atomic: a failed write leaves any previous file
+        api.remove_checkpoint(output)
         ctx.progress(Progress("save", 1, 1, output))
         return model, saved, api.device_label(model.device)
 
     return run
+
+
+RESUME_STAGES = {"rgb": "RGB stage", "geometry": "3D stage", "calibrate": "calibration"}
+
+
+def resume_text(info: api.CheckpointInfo) -> str:
+    stage = RESUME_STAGES.get(info.stage, info.stage)
+    return f"Resume from checkpoint (step {info.done} of {info.total}, {stage})"
 
 
 class TrainDialog(QDialog):
@@ -158,6 +177,7 @@ class TrainDialog(QDialog):
         layout.addWidget(self.loss_plot, 1)
         layout.addLayout(self._build_buttons())
         self._folder_changed()
+        self.refresh_resume()
 
     def _build_form(
         self, folder: str, output: str, teacher: str, devices: list[tuple[str, str]] | None
@@ -197,6 +217,12 @@ class TrainDialog(QDialog):
         save_as = QToolButton()
         save_as.setText("…")
         save_as.clicked.connect(self._browse_output)
+        self.resume_check = QCheckBox()
+        self.resume_check.setToolTip(
+            "A cancelled training of this model left a checkpoint: continue it where it "
+            "stopped (same data and settings), or untick to start over"
+        )
+        self.output_edit.textChanged.connect(self.refresh_resume)
 
         form = QFormLayout()
         form.addRow("Dataset folder", _row(self.folder_edit, browse))
@@ -206,11 +232,13 @@ class TrainDialog(QDialog):
         form.addRow("Device", self.device_combo)
         form.addRow("Teacher", self.teacher_combo)
         form.addRow("Save model as", _row(self.output_edit, save_as))
+        form.addRow("", self.resume_check)
         return form
 
     def _build_progress(self) -> None:
         self.stage_label = QLabel("Ready.")
         self.stage_label.setObjectName("stageLabel")
+        self.stage_label.setWordWrap(True)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
@@ -262,7 +290,18 @@ class TrainDialog(QDialog):
             "device": self.device_combo.currentData() or "auto",
             "teacher": teacher if teacher and teacher != "__choose__" else None,
             "output": self.output_edit.text().strip(),
+            "resume": self.resume_check.isVisibleTo(self) and self.resume_check.isChecked(),
         }
+
+    def refresh_resume(self) -> None:
+        """Offer to resume when the chosen output has a checkpoint (ticked by default)."""
+        output = self.output_edit.text().strip()
+        info = api.checkpoint_info(output) if output else None
+        if info is not None:
+            self.resume_check.setText(resume_text(info))
+            if not self.resume_check.isVisibleTo(self):
+                self.resume_check.setChecked(True)
+        self.resume_check.setVisible(info is not None)
 
     def _browse_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Dataset folder", self.folder_edit.text())
@@ -342,13 +381,14 @@ class TrainDialog(QDialog):
             return None
         job = train_job(
             opts["folder"], opts["category"], opts["preset"], opts["device"], opts["teacher"],
-            opts["output"],
+            opts["output"], opts["resume"],
         )  # fmt: skip
         self.task = Task("training", job, self)
         self.task.progress.connect(self._on_progress)
         self.task.done.connect(self._on_done)
         self.task.failed.connect(self._on_failed)
         self.task.cancelled.connect(self._on_cancelled)
+        self.task.finished.connect(self.refresh_resume)
         self._reset_progress()
         self._set_running(True)
         self.stage_label.setText("Starting…")
@@ -387,7 +427,7 @@ class TrainDialog(QDialog):
         self.cancel_button.setEnabled(running)
         for widget in (
             self.folder_edit, self.category_combo, self.preset_combo, self.device_combo,
-            self.teacher_combo, self.output_edit,
+            self.teacher_combo, self.output_edit, self.resume_check,
         ):  # fmt: skip
             widget.setEnabled(not running)
 
@@ -429,7 +469,10 @@ class TrainDialog(QDialog):
 
     def _on_cancelled(self, _message: str) -> None:
         self._set_running(False)
-        self.stage_label.setText("Training cancelled — the current model is unchanged.")
+        text = "Training cancelled — the current model is unchanged."
+        if api.checkpoint_info(self.output_edit.text().strip()) is not None:
+            text = "Training cancelled — the current model is unchanged; a checkpoint was kept."
+        self.stage_label.setText(text)
         self.eta_label.setText("")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
