@@ -4,6 +4,11 @@ A :class:`Task` lives on the UI thread and owns a private worker object that run
 own QThread. The worker's signals reach the Task through queued connections, and the Task
 re-emits them, so every slot connected to a Task (lambdas included) runs on the UI thread.
 Cancellation is a ``threading.Event`` passed to the engine as its ``cancel`` token.
+
+Rule for what crosses threads: a worker never shares a Python object with a widget that paints.
+Progress crosses as a fresh frozen snapshot (str, int, float and a read-only metrics map built
+for the UI alone, :func:`progress_snapshot`), at most ``PROGRESS_HZ`` times a second; a job's
+results are objects the job no longer touches once emitted (it copies arrays it keeps using).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
@@ -23,8 +29,10 @@ from mdss_core.api import Cancelled, Progress, describe, first_line
 
 log = logging.getLogger(__name__)
 
-# Training can report thousands of steps; the UI needs a few updates per second at most.
-MIN_PROGRESS_INTERVAL_S = 0.05
+# Training reports every step (hundreds a second on a GPU); each update repaints labels and
+# a plot on the UI thread, which competes with the worker for the GIL. Ten a second is smooth.
+PROGRESS_HZ = 10
+MIN_PROGRESS_INTERVAL_S = 1.0 / PROGRESS_HZ
 
 
 @dataclass
@@ -49,6 +57,12 @@ def failure_message(exc: Exception) -> str:
     return message
 
 
+def progress_snapshot(p: Progress) -> Progress:
+    """A copy of a report made of plain values that only the receiving (UI) thread holds."""
+    metrics = MappingProxyType({str(k): float(v) for k, v in p.metrics.items()})
+    return Progress(str(p.stage), int(p.step), int(p.total), str(p.message), metrics)  # type: ignore[arg-type]
+
+
 class _Worker(QObject):
     progress = Signal(object)
     item = Signal(object)
@@ -66,7 +80,7 @@ class _Worker(QObject):
         final = p.total > 0 and p.step >= p.total
         if final or p.stage != self._last_stage or now - self._last_emit >= MIN_PROGRESS_INTERVAL_S:
             self._last_emit, self._last_stage = now, p.stage
-            self.progress.emit(p)
+            self.progress.emit(progress_snapshot(p))
 
     @Slot()
     def run(self) -> None:

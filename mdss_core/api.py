@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from mdss_core.checkpoint import CheckpointInfo
 from mdss_core.errors import Cancelled, DataError, MDSSError, ModelFileError, WriteError
 from mdss_core.evaluation import EvaluationReport, evaluate_predictions
 from mdss_core.failures import describe, first_line
@@ -120,16 +121,44 @@ def fit_model(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    checkpoint_for: str | Path | None = None,
+    resume: bool = False,
 ) -> Model:
-    """Train and calibrate a model of detector ``method`` (nothing is written;
-    ``Model.save`` writes it). ``teacher`` only applies to MDSS."""
+    """Train and calibrate a model of detector ``method`` (``Model.save`` writes it;
+    ``teacher`` only applies to MDSS). With ``checkpoint_for`` (the model path to be) an MDSS
+    training keeps a checkpoint beside it while training and on cancel; ``resume`` continues
+    it (refused, one line, for other data or settings)."""
+    from mdss_core.checkpoint import Checkpointer, checkpoint_path
     from mdss_core.config import get_preset
     from mdss_core.model import MDSSModel
 
-    config = get_preset(preset, method)
+    checkpoint = None
+    if checkpoint_for is not None:
+        checkpoint = Checkpointer(checkpoint_path(checkpoint_for), resume=resume)
     return MDSSModel.fit(
-        dataset, config, teacher=teacher, device=device, progress=progress, cancel=cancel
+        dataset,
+        get_preset(preset, method),
+        teacher=teacher,
+        device=device,
+        progress=progress,
+        cancel=cancel,
+        checkpoint=checkpoint,
     )
+
+
+def checkpoint_info(model_path: str | Path) -> CheckpointInfo | None:
+    """The unfinished training saved for ``model_path`` (stage, step k of n), or ``None``.
+    Reads a small header only (no torch): fine on a UI thread."""
+    from mdss_core.checkpoint import checkpoint_path, read_info
+
+    return read_info(checkpoint_path(model_path))
+
+
+def remove_checkpoint(model_path: str | Path) -> None:
+    """After the model is saved: its training's checkpoint has served."""
+    from mdss_core.checkpoint import checkpoint_path
+
+    checkpoint_path(model_path).unlink(missing_ok=True)
 
 
 def check_teacher_file(path: str | Path) -> dict[str, Any]:
@@ -390,6 +419,9 @@ __all__ = [
     "WriteError",
     "available_devices",
     "category_names",
+    "CheckpointInfo",
+    "checkpoint_info",
+    "remove_checkpoint",
     "check_cancel",
     "check_teacher_file",
     "demo_dataset",

@@ -17,16 +17,19 @@ import numpy as np
 import torch
 
 from mdss_core import __version__
+from mdss_core.checkpoint import Checkpointer, fingerprint
 from mdss_core.config import DEFAULT_PRESET, MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
-from mdss_core.errors import DataError
+from mdss_core.errors import Cancelled, DataError
 from mdss_core.fusion import Calibration, calibrate
+from mdss_core.geometry.network import SDFNet, build_sdf_net
 from mdss_core.geometry.train import train_sdf
 from mdss_core.io.layout import DatasetIndex
 from mdss_core.io.sample import SampleRef
 from mdss_core.net import MDSSNet, normal_images
 from mdss_core.preprocess.pipeline import PreparedSample, prepare
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
+from mdss_core.rgb.branch import RGBBranch
 from mdss_core.rgb.teacher_choice import resolve_teacher
 from mdss_core.rgb.train import train_student
 
@@ -51,12 +54,15 @@ def fit(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> Fitted:
     """Train on the ``train`` split; calibrate fusion and thresholds on ``validation``.
 
     Without a validation split, ``config.holdout_fraction`` of the training samples (at least
-    one) is held out for calibration. Raises ``Cancelled`` when the token is set; nothing is
-    written to disk here, so a cancelled run leaves the user's files untouched.
+    one) is held out for calibration. Raises ``Cancelled`` when the token is set; the model is
+    not written here, so a cancelled run leaves the user's model untouched. With a
+    ``checkpoint`` the training state is saved every few steps and on cancel (beside the
+    model), and a resuming checkpoint continues its run (refused for other data or settings).
     """
     if isinstance(config, str):
         config = get_preset(config)
@@ -67,22 +73,26 @@ def fit(
 
     teacher_net, origin, rgb_config = resolve_teacher(teacher, config.rgb, config.seed)
     config = replace(config, rgb=rgb_config)
+    resumed_at = 0
+    if checkpoint is not None:
+        key = fingerprint(config.to_dict(), origin, train_refs, val_refs)
+        info = checkpoint.begin(key, {"rgb": config.rgb.steps, "geometry": config.sdf.steps})
+        resumed_at = 0 if info is None else info.done
     train = prepare_all(train_refs, config, "prepare", progress, cancel)
     val = prepare_all(val_refs, config, "prepare-val", progress, cancel)
 
-    images = np.stack([p.rgb for p in train])
-    masks = np.stack([p.foreground_mask for p in train])
     t_rgb = time.perf_counter()
-    normals = normal_images(train) if config.rgb.normals else None
-    rgb = train_student(
-        teacher_net, images, masks, config.rgb, device, progress, cancel, normals=normals
-    )
-    t_sdf = time.perf_counter()
-    sdf = train_sdf([p.points for p in train], config.sdf, device, progress, cancel)
-    t_cal = time.perf_counter()
-
-    net = MDSSNet(rgb, sdf, config).to(device).eval()
-    calibration = calibrate_net(net, val, progress, cancel)
+    try:
+        rgb = _train_rgb(teacher_net, train, config, device, progress, cancel, checkpoint)
+        t_sdf = time.perf_counter()
+        sdf = _train_geometry(train, config, device, progress, cancel, checkpoint)
+        t_cal = time.perf_counter()
+        net = MDSSNet(rgb, sdf, config).to(device).eval()
+        calibration = calibrate_net(net, val, progress, cancel)
+    except Cancelled:
+        if checkpoint is not None:
+            checkpoint.save_boundary()  # keep a stage that finished since the last save
+        raise
     training = {
         "seconds": round(time.perf_counter() - started, 1),
         "seconds_rgb": round(t_sdf - t_rgb, 1),
@@ -94,8 +104,55 @@ def fit(
         "category": getattr(dataset, "category", ""),
         "mdss_version": __version__,
     }
+    if resumed_at:
+        training["resumed_at_step"] = resumed_at
     name = getattr(dataset, "category", "") or "model"
     return Fitted(net, calibration, origin, device, training, name)
+
+
+def _train_rgb(
+    teacher_net: torch.nn.Module,
+    train: Sequence[PreparedSample],
+    config: MDSSConfig,
+    device: str,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+    checkpoint: Checkpointer | None,
+) -> RGBBranch:
+    """The student, trained here or restored from a checkpoint whose RGB stage had finished."""
+    saved = checkpoint.finished.get("rgb") if checkpoint is not None else None
+    if saved is not None:
+        source = str(checkpoint.path)  # type: ignore[union-attr]
+        return RGBBranch.from_state_dict(saved, config.rgb, source).to(device).eval()
+    images = np.stack([p.rgb for p in train])
+    masks = np.stack([p.foreground_mask for p in train])
+    normals = normal_images(train) if config.rgb.normals else None
+    rgb = train_student(
+        teacher_net, images, masks, config.rgb, device, progress, cancel, normals, checkpoint
+    )
+    if checkpoint is not None:
+        checkpoint.stage_done("rgb", rgb.state_dict())
+    return rgb
+
+
+def _train_geometry(
+    train: Sequence[PreparedSample],
+    config: MDSSConfig,
+    device: str,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+    checkpoint: Checkpointer | None,
+) -> SDFNet:
+    """The SDF network, trained here or restored from a checkpoint whose 3D stage had finished."""
+    saved = checkpoint.finished.get("geometry") if checkpoint is not None else None
+    if saved is not None:
+        net = build_sdf_net(config.sdf)
+        net.load_state_dict(saved)
+        return net.to(device).eval()
+    sdf = train_sdf([p.points for p in train], config.sdf, device, progress, cancel, checkpoint)
+    if checkpoint is not None:
+        checkpoint.stage_done("geometry", sdf.state_dict())
+    return sdf
 
 
 def calibrate_net(

@@ -18,6 +18,7 @@ from typing import Any
 from mdss_core import fit as fitting
 from mdss_core.assemble import assemble
 from mdss_core.batched import predict_batched, score_batched
+from mdss_core.checkpoint import Checkpointer
 from mdss_core.config import DEFAULT_PRESET, MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
 from mdss_core.errors import DataError
@@ -68,10 +69,11 @@ class MDSSModel:
         device: str = "auto",
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        checkpoint: Checkpointer | None = None,
     ) -> MDSSModel:
-        """Train and calibrate a model (see :func:`mdss_core.fit.fit`, and
-        :func:`mdss_core.crd.fit.fit_crd` when ``config.method`` is "crd"); nothing is written.
-        """
+        """Train and calibrate a model (see :func:`mdss_core.fit.fit`; CRD and DM-GRD:
+        :mod:`mdss_core.crd.fit`, :mod:`mdss_core.dmgrd.fit`). Only an MDSS training writes a
+        ``checkpoint``; the model itself is not written."""
         if isinstance(config, str):
             config = get_preset(config)
         if config.method == "crd":
@@ -84,7 +86,13 @@ class MDSSModel:
             fitted = fit_dmgrd(dataset, config, device=device, progress=progress, cancel=cancel)
         else:
             fitted = fitting.fit(
-                dataset, config, teacher=teacher, device=device, progress=progress, cancel=cancel
+                dataset,
+                config,
+                teacher=teacher,
+                device=device,
+                progress=progress,
+                cancel=cancel,
+                checkpoint=checkpoint,
             )
         return cls(
             fitted.net,

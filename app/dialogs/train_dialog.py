@@ -53,13 +53,21 @@ TEACHER_HELP = {
     "distilled": "PDN distilled from MobileNetV2 (built in, faster)",
     "random": "Random PDN (no pretraining; for comparison only)",
 }
-LOSS_STAGES = {"rgb": ("RGB student", "#f28ad8"), "geometry": ("3D SDF", "#6fb6ff")}
+LOSS_STAGES = {
+    "rgb": ("RGB student", "#f28ad8"),
+    "geometry": ("3D SDF", "#6fb6ff"),
+    "crd": ("CRD RGB branch", "#ffb454"),
+    "dmgrd": ("DM-GRD student", "#9be37a"),
+}
 STAGE_TEXT = {
     "prepare": "Preparing training samples",
     "prepare-val": "Preparing validation samples",
     "rgb": "Training the RGB student",
     "geometry": "Training the 3D signed-distance network",
     "calibrate": "Calibrating fusion and thresholds",
+    "teacher-features": "Computing the teacher's features",
+    "crd": "Training the CRD branches (RGB and 3D image)",
+    "dmgrd": "Training the DM-GRD student",
     "save": "Saving the model",
 }
 
@@ -111,8 +119,11 @@ def train_job(
     teacher: str | None,
     output: str,
     extra_good: Sequence[str] = (),
+    resume: bool = False,
+    method: str = "mdss",
 ) -> Callable[[TaskContext], tuple[api.Model, Path, str]]:
-    """The background job: index, fit, save atomically; returns ``(model, path, device label)``.
+    """The background job: index, fit (checkpointing beside ``output``; ``resume`` continues
+    that checkpoint), save atomically, drop the checkpoint; returns ``(model, path, device)``.
 
     ``extra_good``: folders of samples marked as good, added to the training split."""
 
@@ -123,17 +134,29 @@ def train_job(
         model = api.fit_model(
             dataset,
             preset,
+            method=method,
             teacher=teacher,
             device=device,
             progress=ctx.progress,
             cancel=ctx.cancel,
+            checkpoint_for=output,
+            resume=resume,
         )
         ctx.progress(Progress("save", 0, 1, output))
         saved = model.save(output)  # atomic: a failed write leaves any previous file
+        api.remove_checkpoint(output)
         ctx.progress(Progress("save", 1, 1, output))
         return model, saved, api.device_label(model.device)
 
     return run
+
+
+RESUME_STAGES = {"rgb": "RGB stage", "geometry": "3D stage", "calibrate": "calibration"}
+
+
+def resume_text(info: api.CheckpointInfo) -> str:
+    stage = RESUME_STAGES.get(info.stage, info.stage)
+    return f"Resume from checkpoint (step {info.done} of {info.total}, {stage})"
 
 
 class TrainDialog(QDialog):
@@ -159,6 +182,7 @@ class TrainDialog(QDialog):
         self._eta = EtaTracker()
         self._loss: dict[str, tuple[list[float], list[float]]] = {}
         form = self._build_form(folder, output, teacher, devices)
+        self._method_changed()
         self._build_progress()
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -169,6 +193,7 @@ class TrainDialog(QDialog):
         layout.addWidget(self.loss_plot, 1)
         layout.addLayout(self._build_buttons())
         self._folder_changed()
+        self.refresh_resume()
 
     def _build_form(
         self, folder: str, output: str, teacher: str, devices: list[tuple[str, str]] | None
@@ -186,10 +211,12 @@ class TrainDialog(QDialog):
         self.data_summary.setObjectName("muted")
         self.folder_edit.editingFinished.connect(self._folder_changed)
 
+        self.method_combo = QComboBox()
+        for name, description in api.method_names():
+            self.method_combo.addItem(description, name)
+        self.method_combo.setToolTip("The detector; every one runs on the same data and views")
         self.preset_combo = QComboBox()
-        for name in api.preset_names():
-            self.preset_combo.addItem(PRESET_HELP.get(name, name), name)
-        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(api.default_preset())))
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
 
         self.device_combo = QComboBox()
         self.set_devices(devices or FALLBACK_DEVICES)
@@ -208,11 +235,18 @@ class TrainDialog(QDialog):
         save_as = QToolButton()
         save_as.setText("…")
         save_as.clicked.connect(self._browse_output)
+        self.resume_check = QCheckBox()
+        self.resume_check.setToolTip(
+            "A cancelled training of this model left a checkpoint: continue it where it "
+            "stopped (same data and settings), or untick to start over"
+        )
+        self.output_edit.textChanged.connect(self.refresh_resume)
 
         form = QFormLayout()
         form.addRow("Dataset folder", _row(self.folder_edit, browse))
         form.addRow("Category", self.category_combo)
         form.addRow("", self.data_summary)
+        form.addRow("Method", self.method_combo)
         form.addRow("Preset", self.preset_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Teacher", self.teacher_combo)
@@ -221,11 +255,13 @@ class TrainDialog(QDialog):
         self.marked_good_check.setVisible(False)
         self._marked_good: tuple[str, int] = ("", 0)
         form.addRow("", self.marked_good_check)
+        form.addRow("", self.resume_check)
         return form
 
     def _build_progress(self) -> None:
         self.stage_label = QLabel("Ready.")
         self.stage_label.setObjectName("stageLabel")
+        self.stage_label.setWordWrap(True)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
@@ -268,16 +304,27 @@ class TrainDialog(QDialog):
         index = self.device_combo.findData(current) if current else -1
         self.device_combo.setCurrentIndex(max(0, index))
 
+    def _method_changed(self) -> None:
+        """Each detector has its own presets ("cpu" the default); only MDSS takes a teacher."""
+        method = self.method_combo.currentData() or "mdss"
+        self.preset_combo.clear()
+        for name in api.preset_names(method):
+            self.preset_combo.addItem(PRESET_HELP.get(name, name), name)
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(api.default_preset())))
+        self.teacher_combo.setEnabled(method == "mdss" and not self.running)
+
     def options(self) -> dict[str, Any]:
         teacher = self.teacher_combo.currentData()
         return {
             "folder": self.folder_edit.text().strip(),
             "category": self.category_combo.currentData() or None,
+            "method": self.method_combo.currentData() or "mdss",
             "preset": self.preset_combo.currentData(),
             "device": self.device_combo.currentData() or "auto",
             "teacher": teacher if teacher and teacher != "__choose__" else None,
             "output": self.output_edit.text().strip(),
             "extra_good": self.extra_good_folders(),
+            "resume": self.resume_check.isVisibleTo(self) and self.resume_check.isChecked(),
         }
 
     def extra_good_folders(self) -> list[str]:
@@ -296,6 +343,16 @@ class TrainDialog(QDialog):
         self.marked_good_check.setVisible(count > 0)
         if count == 0:
             self.marked_good_check.setChecked(False)
+
+    def refresh_resume(self) -> None:
+        """Offer to resume when the chosen output has a checkpoint (ticked by default)."""
+        output = self.output_edit.text().strip()
+        info = api.checkpoint_info(output) if output else None
+        if info is not None:
+            self.resume_check.setText(resume_text(info))
+            if not self.resume_check.isVisibleTo(self):
+                self.resume_check.setChecked(True)
+        self.resume_check.setVisible(info is not None)
 
     def _browse_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Dataset folder", self.folder_edit.text())
@@ -375,13 +432,14 @@ class TrainDialog(QDialog):
             return None
         job = train_job(
             opts["folder"], opts["category"], opts["preset"], opts["device"], opts["teacher"],
-            opts["output"], opts["extra_good"],
+            opts["output"], opts["extra_good"], opts["resume"], opts["method"],
         )  # fmt: skip
         self.task = Task("training", job, self)
         self.task.progress.connect(self._on_progress)
         self.task.done.connect(self._on_done)
         self.task.failed.connect(self._on_failed)
         self.task.cancelled.connect(self._on_cancelled)
+        self.task.finished.connect(self.refresh_resume)
         self._reset_progress()
         self._set_running(True)
         self.stage_label.setText("Starting…")
@@ -419,10 +477,11 @@ class TrainDialog(QDialog):
         self.train_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for widget in (
-            self.folder_edit, self.category_combo, self.preset_combo, self.device_combo,
-            self.teacher_combo, self.output_edit,
+            self.folder_edit, self.category_combo, self.method_combo, self.preset_combo,
+            self.device_combo, self.teacher_combo, self.output_edit, self.resume_check,
         ):  # fmt: skip
             widget.setEnabled(not running)
+        self.teacher_combo.setEnabled(not running and self.method_combo.currentData() == "mdss")
 
     def _on_progress(self, p: Progress) -> None:
         remaining = self._eta.update(p)
@@ -462,7 +521,10 @@ class TrainDialog(QDialog):
 
     def _on_cancelled(self, _message: str) -> None:
         self._set_running(False)
-        self.stage_label.setText("Training cancelled — the current model is unchanged.")
+        text = "Training cancelled — the current model is unchanged."
+        if api.checkpoint_info(self.output_edit.text().strip()) is not None:
+            text = "Training cancelled — the current model is unchanged; a checkpoint was kept."
+        self.stage_label.setText(text)
         self.eta_label.setText("")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mdss_core.atomic import ensure_writable_folder
-from mdss_core.cli.progress_bar import ProgressBar
+from mdss_core.checkpoint import DEFAULT_EVERY, Checkpointer, checkpoint_path, read_info
+from mdss_core.cli.progress_bar import ProgressBar, end_open_line
 from mdss_core.config import (
     DEFAULT_METHOD,
     DEFAULT_PRESET,
@@ -18,7 +23,7 @@ from mdss_core.config import (
 )
 from mdss_core.crd.config import INPUTS_3D
 from mdss_core.devices import DEVICE_CHOICES, device_label, resolve_device
-from mdss_core.errors import MDSSError
+from mdss_core.errors import Cancelled, MDSSError
 from mdss_core.rgb.teacher_choice import DEFAULT_TEACHER, TEACHER_NAMES, describe_teacher
 
 
@@ -52,7 +57,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=int, help="override a CRD preset's epochs")
     p.add_argument("--input-3d", choices=INPUTS_3D, help="CRD's 3D input (default: normals)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing model file (and start over from any checkpoint)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted training saved in OUT.ckpt (same data and settings)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_EVERY,
+        metavar="N",
+        help=f"save OUT.ckpt every N steps and on Ctrl+C (default {DEFAULT_EVERY}; 0: Ctrl+C only)",
+    )
     p.set_defaults(func=run)
 
 
@@ -64,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.force:
         raise MDSSError(f"{args.out}: already exists (use --force to replace it)")
+    ckpt = checkpoint_path(args.out)
+    if ckpt.exists() and not (args.resume or args.force):
+        raise MDSSError(
+            f"{ckpt}: an unfinished training's checkpoint (add --resume to continue it, "
+            "or --force to start over)"
+        )
     ensure_writable_folder(args.out.parent)  # fail now, not after a long training
     dataset = open_dataset(args.data, category=args.category)
     if args.extra_good:
@@ -88,15 +115,29 @@ def run(args: argparse.Namespace) -> int:
         f"preset={args.preset} "
         f"on {device_label(device)}"
     )
-    model = MDSSModel.fit(
-        dataset,
-        config,
-        teacher=args.teacher,
-        device=device,
-        progress=ProgressBar(),
-        cancel=threading.Event(),
-    )
+    checkpoint = Checkpointer(ckpt, every=args.checkpoint_every, resume=args.resume)
+    cancel = threading.Event()
+    try:
+        with _ctrl_c_cancels(cancel):
+            model = MDSSModel.fit(
+                dataset,
+                config,
+                teacher=args.teacher,
+                device=device,
+                progress=ProgressBar(),
+                cancel=cancel,
+                checkpoint=checkpoint,
+            )
+    except Cancelled:
+        end_open_line()
+        info = read_info(ckpt)
+        where = f"step {info.done} of {info.total} saved in {ckpt}" if info else "nothing saved"
+        print(f"mdss: training interrupted ({where}); rerun with --resume", file=sys.stderr)
+        return 130
+    if args.resume and model.training.get("resumed_at_step"):
+        print(f"resumed at step {model.training['resumed_at_step']}")
     model.save(args.out)
+    checkpoint.remove()  # the model is complete: the checkpoint has served
     print(f"teacher: {describe_teacher(model.teacher_origin)}")
     print(
         f"thresholds: image {model.image_threshold:.5g}, pixel {model.pixel_threshold:.5g}; "
@@ -104,3 +145,24 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+@contextmanager
+def _ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
+    """The first Ctrl+C stops training after the current step (saving the checkpoint); a
+    second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nstopping after this step (Ctrl+C again to quit at once)…", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mdss_core.checkpoint import Checkpointer, StageState, optimizer_state, restore_optimizer
 from mdss_core.geometry.config import SDFConfig
 from mdss_core.geometry.network import SDFNet, build_sdf_net, patch_frame
 from mdss_core.preprocess.patches import make_patches
@@ -123,11 +124,14 @@ def train_sdf(
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> SDFNet:
     """Train a fresh :class:`SDFNet` on patches of normal clouds (each (N_i, 3) float32).
 
     Reports ``Progress(stage="geometry", step, steps, metrics={"loss": ...})`` after every step and
     raises :class:`~mdss_core.errors.Cancelled` between steps. Deterministic on CPU for a seed.
+    With a ``checkpoint``, the loop state is saved every ``checkpoint.every`` steps and on
+    cancel, and a run that the checkpoint stopped inside continues at its step.
     Returns the network in eval mode.
     """
     device = torch.device(device)
@@ -141,7 +145,13 @@ def train_sdf(
     )
     generator = torch.Generator(device=device).manual_seed(config.seed)
     use_amp = config.amp and device.type == "cuda"
-    for step in range(config.steps):
+    start = 0
+    resumed = checkpoint.resumed(STAGE) if checkpoint is not None else None
+    if resumed is not None:
+        start = _restore_loop(resumed, net, optimiser, schedule, generator)
+    for step in range(start, config.steps):
+        if checkpoint is not None and cancel is not None and cancel.is_set():
+            checkpoint.save(STAGE, _loop_state(step, net, optimiser, schedule, generator))
         check_cancel(cancel, "geometry training")
         ids = torch.randint(len(index), (config.batch_size,), generator=generator, device=device)
         patches = points[index[ids]]
@@ -161,5 +171,40 @@ def train_sdf(
         if not math.isfinite(value):
             raise FloatingPointError(f"SDF training diverged at step {step + 1} (loss {value})")
         report(progress, STAGE, step + 1, config.steps, "training SDF", loss=value)
+        if checkpoint is not None and checkpoint.due(step + 1, config.steps):
+            checkpoint.save(STAGE, _loop_state(step + 1, net, optimiser, schedule, generator))
     net.eval()
     return net
+
+
+def _loop_state(
+    done: int,
+    net: SDFNet,
+    optimiser: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+) -> StageState:
+    """Everything the loop needs to continue after ``done`` steps (see :mod:`checkpoint`)."""
+    tensors, optim_meta = optimizer_state(optimiser)
+    tensors.update({f"net.{k}": v for k, v in net.state_dict().items()})
+    tensors["generator"] = generator.get_state()
+    meta = {"optimizer": optim_meta, "schedule": schedule.state_dict()}
+    return StageState(done, tensors, meta)
+
+
+def _restore_loop(
+    state: StageState,
+    net: SDFNet,
+    optimiser: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+) -> int:
+    """Inverse of :func:`_loop_state`; returns the number of steps done."""
+    prefix = "net."
+    net.load_state_dict(
+        {k[len(prefix) :]: v for k, v in state.tensors.items() if k.startswith(prefix)}
+    )
+    restore_optimizer(optimiser, state.tensors, state.meta["optimizer"])
+    schedule.load_state_dict(state.meta["schedule"])
+    generator.set_state(state.tensors["generator"])
+    return state.step

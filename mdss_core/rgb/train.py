@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mdss_core.checkpoint import Checkpointer, StageState, optimizer_state, restore_optimizer
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.branch import RGBBranch, image_batches, student_input
 from mdss_core.rgb.config import RGBConfig
@@ -140,6 +141,7 @@ def train_student(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     normals: np.ndarray | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RGBBranch:
     """Train a student to imitate the normalised teacher on normal images (Table 1 settings).
 
@@ -151,6 +153,8 @@ def train_student(
     Reports ``stage="rgb-stats"`` during the teacher pass, then ``stage="rgb"`` once per step
     with metrics ``loss`` and ``d``; raises ``Cancelled`` between batches and steps.
     Deterministic on CPU for a given seed. The teacher passed in is not modified.
+    With a ``checkpoint``, the loop state is saved every ``checkpoint.every`` steps and on
+    cancel, and a run that the checkpoint stopped inside continues at its step.
     """
     _check_training_arrays(images, masks)
     if normals is not None and normals.shape != images.shape:
@@ -200,7 +204,17 @@ def train_student(
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     rng = np.random.default_rng(config.seed)
     order = np.empty(0, dtype=np.int64)
-    for step in range(config.steps):
+    start = 0
+    resumed = checkpoint.resumed("rgb") if checkpoint is not None else None
+    if resumed is not None:
+        start, order = _restore_loop(resumed, branch.student, optimizer, scaler, rng)
+
+    def state(done: int) -> StageState:
+        return _loop_state(done, branch.student, optimizer, scaler, rng, order)
+
+    for step in range(start, config.steps):
+        if checkpoint is not None and cancel is not None and cancel.is_set():
+            checkpoint.save("rgb", state(step))
         check_cancel(cancel, "RGB training")
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
@@ -235,7 +249,44 @@ def train_student(
         scaler.step(optimizer)
         scaler.update()
         report(progress, "rgb", step + 1, config.steps, loss=float(loss.detach()), d=d)
+        if checkpoint is not None and checkpoint.due(step + 1, config.steps):
+            checkpoint.save("rgb", state(step + 1))
     return branch.eval()
+
+
+def _loop_state(
+    done: int,
+    student: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    rng: np.random.Generator,
+    order: np.ndarray,
+) -> StageState:
+    """Everything the loop needs to continue after ``done`` steps (see :mod:`checkpoint`)."""
+    tensors, optim_meta = optimizer_state(optimizer)
+    tensors.update({f"student.{k}": v for k, v in student.state_dict().items()})
+    tensors["order"] = torch.from_numpy(np.asarray(order, dtype=np.int64).copy())
+    meta = {"optimizer": optim_meta, "rng": rng.bit_generator.state, "scaler": scaler.state_dict()}
+    return StageState(done, tensors, meta)
+
+
+def _restore_loop(
+    state: StageState,
+    student: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    rng: np.random.Generator,
+) -> tuple[int, np.ndarray]:
+    """Inverse of :func:`_loop_state`; returns (steps done, the epoch's remaining order)."""
+    prefix = "student."
+    student.load_state_dict(
+        {k[len(prefix) :]: v for k, v in state.tensors.items() if k.startswith(prefix)}
+    )
+    restore_optimizer(optimizer, state.tensors, state.meta["optimizer"])
+    if state.meta.get("scaler"):
+        scaler.load_state_dict(state.meta["scaler"])
+    rng.bit_generator.state = state.meta["rng"]
+    return state.step, state.tensors["order"].numpy().astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,51 @@ def test_default_model_path_is_in_the_workspace_never_in_the_data(window, gui_da
     output = Path(dialog.options()["output"])
     assert output.parent == workspace / "models" and output.name == f"{gui_dataset.name}-2.mdss"
     assert gui_dataset.parent not in output.parents
+
+
+def _write_checkpoint(model_path: Path, stage: str, step: int) -> Path:
+    """A checkpoint as a cancelled training leaves it (header and a token tensor)."""
+    import torch
+
+    from mdss_core.checkpoint import Checkpointer, StageState, checkpoint_path
+
+    checkpoint = Checkpointer(checkpoint_path(model_path))
+    checkpoint.begin("0123456789abcdef", {"rgb": 10, "geometry": 20})
+    if stage == "geometry":
+        checkpoint.stage_done("rgb", {"w": torch.zeros(2)})
+    return checkpoint.save(stage, StageState(step, {"w": torch.ones(2)}, {}))
+
+
+def test_dialog_offers_to_resume_a_checkpoint_of_the_chosen_output(window, tmp_path):
+    with_checkpoint, without = tmp_path / "a.mdss", tmp_path / "b.mdss"
+    _write_checkpoint(with_checkpoint, "geometry", 5)
+    dialog = window.commands.show_train_dialog()
+    dialog.output_edit.setText(str(without))
+    assert not dialog.resume_check.isVisibleTo(dialog) and not dialog.options()["resume"]
+    dialog.output_edit.setText(str(with_checkpoint))
+    assert dialog.resume_check.isVisibleTo(dialog) and dialog.options()["resume"]
+    assert "step 15 of 30" in dialog.resume_check.text()
+    assert "3d" in dialog.resume_check.text().lower()
+    dialog.resume_check.setChecked(False)  # start over instead
+    assert dialog.options()["resume"] is False
+    dialog.output_edit.setText(str(without))
+    assert not dialog.resume_check.isVisibleTo(dialog) and not dialog.options()["resume"]
+
+
+def test_resuming_a_checkpoint_of_other_data_fails_with_one_line(
+    qtbot, window, gui_dataset, tmp_path, monkeypatch
+):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda *a: shown.append(a[2])))
+    output = tmp_path / "m.mdss"
+    ckpt = _write_checkpoint(output, "rgb", 3)
+    dialog = window.commands.show_train_dialog()
+    _configure(dialog, gui_dataset, output)
+    assert dialog.options()["resume"]
+    task = dialog.start_training()
+    qtbot.waitUntil(lambda: task.outcome != "", timeout=60000)
+    assert task.outcome == "failed" and shown
+    assert shown[-1].startswith(f"{ckpt}: checkpoint was made for other data")
+    assert "\n" not in shown[-1] and ckpt.is_file() and not output.exists()
