@@ -146,3 +146,30 @@ def test_resuming_a_checkpoint_of_other_data_fails_with_one_line(
     assert task.outcome == "failed" and shown
     assert shown[-1].startswith(f"{ckpt}: checkpoint was made for other data")
     assert "\n" not in shown[-1] and ckpt.is_file() and not output.exists()
+
+
+@pytest.mark.parametrize("method", ["crd", "dmgrd"])
+def test_each_detector_trains_from_the_menu_and_shows_its_maps(qtbot, window, tmp_path, method):
+    from mdss_core.synth import generate_dataset
+
+    (folder,) = generate_dataset(tmp_path / "data", ["ring"], n_train=4, n_val=1, n_test=2,
+                                 size=64, seed=12)  # fmt: skip
+    with qtbot.waitSignal(window.commands.dataset_loaded, timeout=20000):
+        window.commands.open_folder(folder)
+    output = tmp_path / f"{method}.mdss"
+    dialog = window.commands.show_train_dialog()
+    dialog.method_combo.setCurrentIndex(dialog.method_combo.findData(method))
+    assert dialog.preset_combo.currentData() == "cpu"  # every method's default
+    assert dialog.preset_combo.findData("fast") == -1  # MDSS-only preset
+    assert not dialog.teacher_combo.isEnabled()  # the teacher choice is MDSS's
+    _configure(dialog, folder, output)
+    with qtbot.waitSignal(window.commands.inference_finished, timeout=180000) as finished:
+        dialog.train_button.click()
+    assert finished.args == ["done"]
+    assert window.session.model.info()["method"] == method
+    assert dialog.loss_points(method) > 0
+    key = next(iter(window.session.predictions))
+    prediction = window.session.predictions[key]
+    assert prediction.fused_map.shape == prediction.map_3d.shape
+    assert prediction.point_map[prediction.object_mask].any()  # the cloud gets the 3D map
+    assert f"· {method} ·" in window.windowTitle()  # the title names the detector
