@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from mdss_core.overlay_render import (
     render_overlay,
 )
 from mdss_core.prediction import Prediction, Region, RegionSet
-from mdss_core.regions import find_regions, pixel_area_mm2
+from mdss_core.regions import decision_regions, find_regions, pixel_area_mm2
 from mdss_core.report_html import REPORT_NAME, ReportData, ReportSample, write_report
 
 CSV_COLUMNS = (
@@ -50,7 +50,7 @@ CSV_COLUMNS = (
 # One row per region of regions.csv; boxes in pixels, x = column, y = row, ends exclusive.
 REGION_COLUMNS = (
     "key", "region", "x0", "y0", "x1", "y1", "centroid_x", "centroid_y", "area_px", "area_mm2",
-    "peak_fused", "mean_fused", "peak_rgb", "peak_3d", "driver",
+    "peak_fused", "mean_fused", "peak_rgb", "peak_3d", "driver", "kind",
 )  # fmt: skip
 MAP_LABELS = {
     "fused": "colours: fused score",
@@ -86,8 +86,9 @@ def model_fields(info: dict[str, Any] | None) -> dict[str, str]:
     }
 
 
-def region_record(key: str, index: int, region: Region) -> dict[str, Any]:
-    """One row of ``regions.csv``."""
+def region_record(key: str, index: int, region: Region, kind: str = "defect") -> dict[str, Any]:
+    """One row of ``regions.csv`` (``kind``: "defect" above the pixel threshold, or "peak":
+    the hottest spot of a part flagged by its image score alone)."""
     row0, col0, row1, col1 = region.bbox
     return {
         "key": key,
@@ -105,6 +106,7 @@ def region_record(key: str, index: int, region: Region) -> dict[str, Any]:
         "peak_rgb": f"{region.max_rgb:.6g}",
         "peak_3d": f"{region.max_3d:.6g}",
         "driver": region.driver,
+        "kind": kind,
     }
 
 
@@ -119,6 +121,22 @@ def region_list(regions: RegionSet) -> str:
 
 def _mm2(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
+
+
+def _area(ref: SampleRef, prediction: Prediction) -> Callable[[], np.ndarray]:
+    """Each pixel's mm² footprint, read from the cloud only when a region needs it (zero,
+    i.e. unknown areas, when the cloud cannot be read again)."""
+
+    def area() -> np.ndarray:
+        try:
+            xyz = read_xyz(ref.xyz_path)
+        except (MDSSError, OSError):
+            xyz = None
+        if xyz is None or xyz.shape[:2] != prediction.shape:
+            return np.zeros(prediction.shape, np.float32)
+        return pixel_area_mm2(xyz, prediction.object_mask)
+
+    return area
 
 
 def regions_with_areas(ref: SampleRef, prediction: Prediction) -> RegionSet:
@@ -207,9 +225,12 @@ class ResultWriter:
             atomic_write(target, lambda tmp, im=image: write_tiff(tmp, im.astype(np.float32)))
         gt = ground_truth(ref, prediction.shape) if ref.gt_path is not None else None
         pngs = self._write_overlays(ref, prediction, stem, rgb, gt)
-        regions = regions_with_areas(ref, prediction)
+        regions = decision_regions(
+            prediction, regions_with_areas(ref, prediction), _area(ref, prediction)
+        )
+        kind = "peak" if regions.threshold < prediction.pixel_threshold else "defect"
         self.rows.append(self._row(ref, prediction, regions))
-        self.region_rows += [region_record(ref.key, i, r) for i, r in enumerate(regions, 1)]
+        self.region_rows += [region_record(ref.key, i, r, kind) for i, r in enumerate(regions, 1)]
         links = {name: f"{relative.as_posix()}_{name}_overlay.png" for name in pngs}
         self.samples.append(ReportSample.of(ref, prediction, regions, links))
         if self.report:
@@ -269,7 +290,7 @@ class ResultWriter:
             "score_fused": f"{prediction.score_fused:.6g}",
             "score_relative": f"{prediction.score_relative:.4g}",
             "image_threshold": f"{prediction.image_threshold:.6g}",
-            "pixel_threshold": f"{regions.threshold:.6g}",
+            "pixel_threshold": f"{prediction.pixel_threshold:.6g}",
             "decision": "anomalous" if prediction.is_anomalous else "normal",
             "regions": len(regions),
             "largest_region_px": max((r.area_px for r in regions), default=0),

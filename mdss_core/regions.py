@@ -147,3 +147,36 @@ def pixel_area_mm2(xyz: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
     dx = np.where(valid & (dx == 0), mx, dx)
     dy = np.where(valid & (dy == 0), my, dy)
     return np.where(valid, dx * dy * 1e6, 0.0)  # m² → mm²
+
+
+# A flagged part whose map stays below the pixel threshold reports the region around its peak:
+# pixels above this fraction of the way from the part's median score to its peak.
+PEAK_REGION_LEVEL = 0.5
+
+
+def decision_regions(
+    prediction: Prediction,
+    regions: RegionSet | None = None,
+    area_mm2: np.ndarray | Callable[[], np.ndarray] | None = None,
+) -> RegionSet:
+    """The defect regions a decision reports, so that decision and region count agree: none
+    for a part judged normal (its spots below the image threshold are not defects); for a
+    flagged part, the regions above the pixel threshold or, when the image score flagged it
+    but no pixel reaches that threshold, the region around its peak (``threshold`` of the
+    returned set is then the lower level that region was cut at)."""
+    regions = prediction.regions if regions is None else regions
+    if not prediction.is_anomalous:
+        return RegionSet(regions.threshold, np.zeros_like(regions.labels))
+    if len(regions):
+        return regions
+    fused = prediction.fused_map
+    part = prediction.object_mask if prediction.object_mask.any() else np.ones_like(fused, bool)
+    floor, peak = float(np.median(fused[part])), float(fused.max())
+    level = floor + PEAK_REGION_LEVEL * (peak - floor)
+    found = find_regions(fused, prediction.rgb_map_aligned, prediction.map_3d, level, area_mm2)
+    row, col = np.unravel_index(int(np.argmax(fused)), fused.shape)
+    region = found.at(int(row), int(col))
+    if region is None:  # a constant map: nothing stands out
+        return regions
+    labels = np.where(found.labels == region.label, region.label, 0).astype(np.int32)
+    return RegionSet(level, labels, (region,))

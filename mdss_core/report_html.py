@@ -104,8 +104,9 @@ def render_report(data: ReportData) -> str:
         _all_samples(data.samples),
         _errors(data.errors),
         '<p class="muted">Decision: anomalous when the fused image score reaches the image '
-        "threshold. Regions: connected areas of the fused map at or above the pixel threshold "
-        "(a sample judged normal may still show small regions).</p>",
+        "threshold. Regions of a flagged sample: connected areas of the fused map at or above "
+        "the pixel threshold, or, when none reaches it, the area around its highest score; a "
+        "sample judged normal lists none.</p>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"

@@ -167,7 +167,9 @@ def test_scores_and_regions_csv_agree_with_decisions_and_areas(scored, tmp_path)
         assert row["model_name"] == "gland-v2" and row["model_category"] == "cable_gland"
         assert row["model_preset"] == "tiny" and row["model_teacher"] == "backbone: test"
         mine = [r for r in regions if r["key"] == ref.key]
-        assert int(row["regions"]) == len(mine) == len(prediction.regions)
+        # Decision and regions agree: none for a normal part, at least one for a flagged one.
+        expected = len(prediction.regions) or 1 if row["decision"] == "anomalous" else 0
+        assert int(row["regions"]) == len(mine) == expected
         listed = [entry.split() for entry in row["region_list"].split(";") if entry]
         assert len(listed) == len(mine)
         for entry, region in zip(listed, mine, strict=True):
@@ -180,6 +182,23 @@ def test_scores_and_regions_csv_agree_with_decisions_and_areas(scored, tmp_path)
     assert (hole["x0"], hole["y0"], hole["x1"], hole["y1"]) == ("6", "5", "14", "12")
     assert hole["area_px"] == "56" and float(hole["peak_fused"]) == 1.0
     assert [r["region"] for r in regions if r["key"] == "test/hole/001"] == ["1", "2"]
+    assert {r["kind"] for r in regions} == {"defect"}
+    assert not [r for r in regions if r["key"] == "test/good/001"]  # a normal part: no defect
+
+
+def test_a_part_flagged_by_its_image_score_alone_reports_its_peak_region(scored, tmp_path):
+    from mdss_core.regions import with_thresholds
+
+    ref, prediction = scored[3]  # hole/001: fused peaks 0.9 and 0.8, image score 0.7
+    flagged = with_thresholds(prediction, pixel_threshold=0.95, image_threshold=0.6)
+    assert flagged.is_anomalous and len(flagged.regions) == 0
+    export([(ref, flagged)], tmp_path / "out")
+    (row,) = read_csv(tmp_path / "out" / "scores.csv")
+    (region,) = read_csv(tmp_path / "out" / "regions.csv")
+    assert row["decision"] == "anomalous" and row["regions"] == "1"
+    assert row["pixel_threshold"] == "0.95"
+    assert region["kind"] == "peak" and float(region["peak_fused"]) == pytest.approx(0.9)
+    assert (region["x0"], region["y0"], region["x1"], region["y1"]) == ("5", "5", "10", "10")
 
 
 def test_regions_at_another_threshold_are_recounted_with_areas(scored, tmp_path):
@@ -190,15 +209,15 @@ def test_regions_at_another_threshold_are_recounted_with_areas(scored, tmp_path)
     regions = read_csv(tmp_path / "out" / "regions.csv")
     counts = {row["key"]: int(row["regions"]) for row in rows}
     assert counts == {
-        "test/good/000": 0, "test/good/001": 0, "test/hole/000": 1, "test/hole/001": 1,
+        "test/good/000": 0, "test/good/001": 1, "test/hole/000": 1, "test/hole/001": 1,
         "test/cut/000": 0,
     }  # fmt: skip
     assert all(row["pixel_threshold"] == "0.85" for row in rows)
-    # good/001 (0.4) is now flagged although it has no region at 0.85: the decision is the
-    # image score's, the regions the pixel map's (the report's footnote says so).
+    # good/001 (0.4) is now flagged although no pixel reaches 0.85: it reports its peak region.
     assert [row["decision"] for row in rows] == ["normal"] + ["anomalous"] * 3 + ["normal"]
-    assert len(regions) == 2 and all(float(r["area_mm2"]) > 0 for r in regions)
-    assert rows[3]["largest_region_mm2"] == regions[1]["area_mm2"] == "25"
+    assert [r["kind"] for r in regions] == ["peak", "defect", "defect"]
+    assert len(regions) == 3 and all(float(r["area_mm2"]) > 0 for r in regions)
+    assert rows[3]["largest_region_mm2"] == regions[2]["area_mm2"] == "25"
 
 
 def test_region_list_is_empty_without_regions(scored):
