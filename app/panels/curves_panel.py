@@ -143,11 +143,11 @@ class CurvesPanel(QWidget):
             rows = report.rows.get("all", {}).get(modality, {})
             pen = pg.mkPen(colour, width=width)
             if "roc" in curves:
-                fpr, tpr = curves["roc"]
+                fpr, tpr = _own(curves["roc"])
                 label = f"{name}  {rows.get('i_auroc', math.nan):.3f}"
                 self.roc_plot.plot(fpr, tpr, pen=pen, name=label, stepMode=None)
             if "pro" in curves:
-                fpr, pro = curves["pro"]
+                fpr, pro = _own(curves["pro"])
                 keep = fpr <= PRO_LIMIT * 1.02
                 fpr, pro = _thin(fpr[keep], pro[keep])
                 label = f"{name}  {rows.get('aupro', math.nan):.3f}"
@@ -202,6 +202,13 @@ class CurvesPanel(QWidget):
         if self.report is None:
             return math.nan
         return float(self.report.rows[row][modality][metric])
+
+
+def _own(curve: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Copies for the plot: pyqtgraph keeps the arrays it draws, and the report came from a
+    worker thread (see ``mdss_app.workers``: nothing painted is shared with a worker)."""
+    x, y = curve
+    return np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
 
 
 def _thin(x: np.ndarray, y: np.ndarray, limit: int = 4000) -> tuple[np.ndarray, np.ndarray]:

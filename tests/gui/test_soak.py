@@ -85,14 +85,14 @@ def test_five_trainings_with_cancels_and_resumes(qtbot, window, soak_data, tmp_p
     _run(qtbot, window, dialog)
     first = window.session.model
     assert window.session.model_path == str(out) and out.is_file()
-    assert dialog.loss_points("rgb") > 0 and dialog.loss_points("geometry") > 0
+    assert dialog.plotted_points("rgb") > 0 and dialog.plotted_points("geometry") > 0
     assert window.curves_panel.report is not None  # the re-scored folder's metrics were drawn
     assert api.checkpoint_info(out) is None
 
     # 2: cancelled while the RGB student trains: the model in use and its file stay.
     saved = out.read_bytes()
     _, seen = _run(qtbot, window, dialog, cancel_in="rgb")
-    assert "rgb" in seen and dialog.loss_points("rgb") > 0
+    assert "rgb" in seen and dialog.plotted_points("rgb") > 0
     assert window.session.model is first and out.read_bytes() == saved
     info = api.checkpoint_info(out)
     assert info is not None and info.stage == "rgb" and 0 < info.step < RGB_STEPS
@@ -109,7 +109,7 @@ def test_five_trainings_with_cancels_and_resumes(qtbot, window, soak_data, tmp_p
     # 4: a fresh run (resume not offered) cancelled in the 3D stage.
     saved = out.read_bytes()
     _, seen = _run(qtbot, window, dialog, cancel_in="geometry")
-    assert dialog.loss_points("geometry") > 0
+    assert dialog.plotted_points("geometry") > 0
     assert window.session.model is second and out.read_bytes() == saved
     info = api.checkpoint_info(out)
     assert info is not None and info.stage == "geometry" and info.done > RGB_STEPS
@@ -117,7 +117,7 @@ def test_five_trainings_with_cancels_and_resumes(qtbot, window, soak_data, tmp_p
     # 5: resumes in the 3D stage: the student is not trained again.
     _, seen = _run(qtbot, window, dialog)
     third = window.session.model
-    assert "rgb" not in seen and dialog.loss_points("geometry") > 0
+    assert "rgb" not in seen and dialog.plotted_points("geometry") > 0
     assert third is not second and third.training["resumed_at_step"] == info.done
     assert api.checkpoint_info(out) is None and window.session.model_path == str(out)
     assert window.isVisible() and not window.commands.tasks.tasks
