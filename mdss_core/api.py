@@ -218,7 +218,8 @@ def model_identity(model: Model) -> tuple[str, str]:
     parts = (info.get("name"), method if method != "mdss" else "", info.get("preset"))
     label = " · ".join(part for part in (*parts, teacher.get("kind")) if part)
     lines = [
-        f"category: {training.get('category') or '?'}, trained on {training.get('n_train', '?')}",
+        f"category: {training.get('category') or '?'}, trained on {training.get('n_train', '?')}"
+        + (f" (samples {training['training_set']})" if training.get("training_set") else ""),
         f"method: {method}, preset: {info.get('preset')}, fusion: {info.get('fusion', 'paper')}",
         f"teacher: {info.get('teacher_text') or teacher.get('kind', '?')}",
     ]

@@ -86,6 +86,12 @@ def fingerprint(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def training_set_fingerprint(train: Sequence[SampleRef], validation: Sequence[SampleRef]) -> str:
+    """A short hash of the training and validation samples (names and file sizes), stored in
+    the model's training record: two models trained on the same samples show the same one."""
+    return fingerprint({}, {}, train, validation)[:12]
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mdss_core import __version__
-from mdss_core.checkpoint import Checkpointer, fingerprint
+from mdss_core.checkpoint import Checkpointer, fingerprint, training_set_fingerprint
 from mdss_core.config import DEFAULT_PRESET, MDSSConfig, get_preset
 from mdss_core.devices import resolve_device
 from mdss_core.errors import Cancelled, DataError
@@ -100,6 +100,7 @@ def fit(
         "device": device,
         "n_train": len(train),
         "n_validation": len(val),
+        "training_set": training_set_fingerprint(train_refs, val_refs),
         "dataset": str(getattr(dataset, "root", "")),
         "category": getattr(dataset, "category", ""),
         "mdss_version": __version__,

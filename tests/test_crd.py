@@ -133,3 +133,14 @@ def test_bench_compares_models_of_different_detectors(
         assert row["file_mb"] > 0 and "branches" in row["stages"]
     table = format_models(result)
     assert "crd.mdss" in table and "mdss.mdss" in table
+
+
+def test_models_trained_on_the_same_samples_share_the_training_set_fingerprint(
+    crd_model, tiny_model, tiny_dataset
+):
+    from mdss_core.api import model_identity
+
+    stamp = crd_model.training["training_set"]
+    assert len(stamp) == 12 and stamp == tiny_model.training["training_set"]
+    assert f"samples {stamp}" in model_identity(crd_model)[1]
+    assert "crd" in model_identity(crd_model)[0]

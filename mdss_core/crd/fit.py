@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from mdss_core import __version__
+from mdss_core.checkpoint import training_set_fingerprint
 from mdss_core.config import MDSSConfig
 from mdss_core.crd.net import CRDNet
 from mdss_core.crd.train import train_crd
@@ -47,6 +48,7 @@ def fit_crd(
         "device": device,
         "n_train": len(train),
         "n_validation": len(val),
+        "training_set": training_set_fingerprint(train_refs, val_refs),
         "final_loss": round(history[-1], 5) if history else None,
         "dataset": str(getattr(dataset, "root", "")),
         "category": getattr(dataset, "category", ""),
