@@ -102,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
         config.crd = replace(config.crd, epochs=args.epochs)
     if args.input_3d:
         config.crd = replace(config.crd, input_3d=args.input_3d)
-    if args.rgb_steps:  # the colour branch's steps: MDSS's student or DM-GRD's
-        config.rgb = replace(config.rgb, steps=args.rgb_steps)
+    if args.rgb_steps and config.method == "dmgrd":  # the colour branch's steps
         config.dmgrd = replace(config.dmgrd, steps=args.rgb_steps)
+    elif args.rgb_steps:
+        config.rgb = replace(config.rgb, steps=args.rgb_steps)
     if args.sdf_steps:
         config.sdf = replace(config.sdf, steps=args.sdf_steps)
     device = resolve_device(args.device)
