@@ -93,22 +93,40 @@ def fit(
         if checkpoint is not None:
             checkpoint.save_boundary()  # keep a stage that finished since the last save
         raise
-    training = {
+    seconds = {"seconds_rgb": t_sdf - t_rgb, "seconds_geometry": t_cal - t_sdf}
+    training = training_record(dataset, train_refs, val_refs, device, started, seconds)
+    if resumed_at:
+        training["resumed_at_step"] = resumed_at
+    return Fitted(net, calibration, origin, device, training, model_name(dataset))
+
+
+def training_record(
+    dataset: DatasetIndex | Sequence[SampleRef],
+    train_refs: Sequence[SampleRef],
+    val_refs: Sequence[SampleRef],
+    device: str,
+    started: float,
+    seconds: dict[str, float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """What the model file records about its training (every detector the same way):
+    ``started`` is the ``perf_counter`` at the start, ``seconds`` each stage's duration."""
+    return {
         "seconds": round(time.perf_counter() - started, 1),
-        "seconds_rgb": round(t_sdf - t_rgb, 1),
-        "seconds_geometry": round(t_cal - t_sdf, 1),
+        **{name: round(value, 1) for name, value in seconds.items()},
         "device": device,
-        "n_train": len(train),
-        "n_validation": len(val),
+        "n_train": len(train_refs),
+        "n_validation": len(val_refs),
         "training_set": training_set_fingerprint(train_refs, val_refs),
         "dataset": str(getattr(dataset, "root", "")),
         "category": getattr(dataset, "category", ""),
         "mdss_version": __version__,
+        **extra,
     }
-    if resumed_at:
-        training["resumed_at_step"] = resumed_at
-    name = getattr(dataset, "category", "") or "model"
-    return Fitted(net, calibration, origin, device, training, name)
+
+
+def model_name(dataset: DatasetIndex | Sequence[SampleRef]) -> str:
+    return getattr(dataset, "category", "") or "model"
 
 
 def _train_rgb(
@@ -201,6 +219,19 @@ def split_for_training(
         val = [r for i, r in enumerate(train) if i in held]
         train = [r for i, r in enumerate(train) if i not in held]
     return train, val
+
+
+def prepared_split(
+    dataset: DatasetIndex | Sequence[SampleRef],
+    config: MDSSConfig,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> tuple[list[SampleRef], list[SampleRef], list[PreparedSample], list[PreparedSample]]:
+    """(train refs, validation refs, their prepared samples): the start of every training."""
+    train_refs, val_refs = split_for_training(dataset, config)
+    train = prepare_all(train_refs, config, "prepare", progress, cancel)
+    val = prepare_all(val_refs, config, "prepare-val", progress, cancel)
+    return train_refs, val_refs, train, val
 
 
 def prepare_all(

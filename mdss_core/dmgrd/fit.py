@@ -8,13 +8,17 @@ from collections.abc import Sequence
 
 import torch
 
-from mdss_core import __version__
-from mdss_core.checkpoint import training_set_fingerprint
 from mdss_core.config import MDSSConfig
 from mdss_core.devices import resolve_device
 from mdss_core.dmgrd.net import DMGRDNet
 from mdss_core.dmgrd.train import train_dmgrd
-from mdss_core.fit import Fitted, calibrate_net, prepare_all, split_for_training
+from mdss_core.fit import (
+    Fitted,
+    calibrate_net,
+    model_name,
+    prepared_split,
+    training_record,
+)
 from mdss_core.geometry.train import train_sdf
 from mdss_core.io.layout import DatasetIndex
 from mdss_core.io.sample import SampleRef
@@ -32,12 +36,10 @@ def fit_dmgrd(
     """Train on ``train``, calibrate on ``validation``; raises ``Cancelled``, writing nothing."""
     device = resolve_device(device)
     started = time.perf_counter()
-    train_refs, val_refs = split_for_training(dataset, config)
+    train_refs, val_refs, train, val = prepared_split(dataset, config, progress, cancel)
     torch.manual_seed(config.seed)
     net, origin = DMGRDNet.build(config)
     net = net.to(device)
-    train = prepare_all(train_refs, config, "prepare", progress, cancel)
-    val = prepare_all(val_refs, config, "prepare-val", progress, cancel)
     t_rgb = time.perf_counter()
     history = train_dmgrd(net, train, progress, cancel)
     t_sdf = time.perf_counter()
@@ -45,18 +47,10 @@ def fit_dmgrd(
     net = net.to(device).eval()
     t_cal = time.perf_counter()
     calibration = calibrate_net(net, val, progress, cancel)  # type: ignore[arg-type]
-    training = {
-        "seconds": round(time.perf_counter() - started, 1),
-        "seconds_rgb": round(t_sdf - t_rgb, 1),
-        "seconds_geometry": round(t_cal - t_sdf, 1),
-        "device": device,
-        "n_train": len(train),
-        "n_validation": len(val),
-        "training_set": training_set_fingerprint(train_refs, val_refs),
-        "final_loss": round(sum(history[-20:]) / len(history[-20:]), 5) if history else None,
-        "dataset": str(getattr(dataset, "root", "")),
-        "category": getattr(dataset, "category", ""),
-        "mdss_version": __version__,
-    }
-    name = getattr(dataset, "category", "") or "model"
-    return Fitted(net, calibration, origin, device, training, name)  # type: ignore[arg-type]
+    seconds = {"seconds_rgb": t_sdf - t_rgb, "seconds_geometry": t_cal - t_sdf}
+    last = history[-20:]
+    training = training_record(
+        dataset, train_refs, val_refs, device, started, seconds,
+        final_loss=round(sum(last) / len(last), 5) if last else None,
+    )  # fmt: skip
+    return Fitted(net, calibration, origin, device, training, model_name(dataset))  # type: ignore[arg-type]
