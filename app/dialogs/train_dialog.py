@@ -214,12 +214,7 @@ class TrainDialog(QDialog):
         self.data_summary.setObjectName("muted")
         self.folder_edit.editingFinished.connect(self._folder_changed)
 
-        self.method_combo = QComboBox()
-        for name, description in api.method_names():
-            self.method_combo.addItem(description, name)
-        self.method_combo.setToolTip("The detector; every one runs on the same data and views")
-        self.preset_combo = QComboBox()
-        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        self._build_method_choice()
 
         self.device_combo = QComboBox()
         self.set_devices(devices or FALLBACK_DEVICES)
@@ -312,6 +307,14 @@ class TrainDialog(QDialog):
             self.device_combo.addItem(label, value)
         index = self.device_combo.findData(current) if current else -1
         self.device_combo.setCurrentIndex(max(0, index))
+
+    def _build_method_choice(self) -> None:
+        self.method_combo = QComboBox()
+        for name, description in api.method_names():
+            self.method_combo.addItem(description, name)
+        self.method_combo.setToolTip("The detector; every one runs on the same data and views")
+        self.preset_combo = QComboBox()  # filled by _method_changed: each method's presets
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
 
     def _method_changed(self) -> None:
         """Each detector has its own presets ("cpu" the default); only MDSS takes a teacher."""
