@@ -1,0 +1,55 @@
+"""Ray, imported only when a command asks for it, and the cluster a command runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from mdss_core.errors import MDSSError
+
+INSTALL_HINT = "Ray is not installed: pip install 'mdss[cluster]' (or pip install ray)"
+
+
+def import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise MDSSError(INSTALL_HINT) from None
+    return ray
+
+
+@contextmanager
+def ray_cluster(address: str | None) -> Iterator[ModuleType]:
+    """Ray, connected: to ``address`` ("auto": the cluster this machine belongs to), or to a
+    local instance started here for the command when ``address`` is empty. A Ray already
+    initialised by the caller (a script, the tests) is used as it is and left running."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(**options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise MDSSError(f"cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def gpu_count(ray: ModuleType) -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def cpu_count(ray: ModuleType) -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+__all__ = ["INSTALL_HINT", "cpu_count", "gpu_count", "import_ray", "ray_cluster"]

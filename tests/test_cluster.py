@@ -1,0 +1,217 @@
+"""Archive-scale scoring: the run journal and resume (no Ray needed), scoring on Ray actors
+(one shared local Ray instance, 2 CPUs; skipped when Ray is not installed), train-all."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mdss_core.cli.main import main as cli
+from mdss_core.cluster.journal import JOURNAL_NAME
+from mdss_core.cluster.predict_run import RunOptions, RunSummary, predict_to_folder
+from mdss_core.errors import Cancelled, MDSSError
+from mdss_core.io import open_dataset
+
+
+@pytest.fixture(scope="module")
+def model_file(tiny_model, tmp_path_factory) -> Path:
+    return tiny_model.save(tmp_path_factory.mktemp("model") / "m.mdss")
+
+
+@pytest.fixture(scope="module")
+def refs(tiny_dataset):
+    return list(open_dataset(tiny_dataset))
+
+
+@pytest.fixture(scope="module")
+def plain_out(model_file, tiny_dataset, tmp_path_factory) -> Path:
+    """The reference: a plain `mdss predict` run (in this process, in input order)."""
+    out = tmp_path_factory.mktemp("plain") / "out"
+    assert cli(["predict", str(model_file), str(tiny_dataset), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def output_files(out: Path) -> list[str]:
+    """Every file a run leaves, relative (the journal aside: its lines follow arrival order)."""
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != JOURNAL_NAME
+    )
+
+
+def assert_same_output(out: Path, reference: Path) -> None:
+    """Byte-identical: every map TIFF, overlay PNG, CSV and the report."""
+    names = output_files(reference)
+    assert output_files(out) == names
+    assert "scores.csv" in names and "regions.csv" in names and "report.html" in names
+    different = [n for n in names if not filecmp.cmp(out / n, reference / n, shallow=False)]
+    assert different == []
+
+
+def scoring_log(path: Path):
+    """Called where each sample is scored (in Ray actors too): appends its key to ``path``."""
+
+    def on_scored(key: str) -> None:
+        with open(path, "a") as handle:
+            handle.write(key + "\n")
+
+    return on_scored
+
+
+def scored_keys(path: Path) -> Counter:
+    return Counter(path.read_text().split()) if path.exists() else Counter()
+
+
+def journal_ids(out: Path) -> list[str]:
+    lines = (out / JOURNAL_NAME).read_text().splitlines()[1:]
+    return [json.loads(line)["id"] for line in lines]
+
+
+def interrupted_after(k: int):
+    """A progress callback and a cancel token: the run stops after ``k`` samples."""
+    cancel = threading.Event()
+
+    def progress(p) -> None:
+        if p.stage == "predict" and p.step >= k:
+            cancel.set()
+
+    return progress, cancel
+
+
+# --- the journal and resume, scored in this process -----------------------------------------
+
+
+def test_plain_predict_journals_every_sample(plain_out, refs):
+    ids = journal_ids(plain_out)
+    assert len(ids) == len(refs) == len(set(ids))
+
+
+def test_interrupted_run_resumes_without_rescoring(
+    model_file, tiny_dataset, refs, plain_out, tmp_path
+):
+    out, log = tmp_path / "out", tmp_path / "scored.txt"
+    progress, cancel = interrupted_after(5)
+    summary = RunSummary(len(refs))
+    options = RunOptions(data_folder=str(tiny_dataset), on_scored=scoring_log(log))
+    with pytest.raises(Cancelled):
+        predict_to_folder(model_file, refs, out, options, progress, cancel, summary)
+    first = scored_keys(log)
+    assert summary.written == len(journal_ids(out)) >= 5 and not (out / "scores.csv").exists()
+    log.unlink()
+    options.resume = True
+    again = predict_to_folder(model_file, refs, out, options)
+    assert again.restored == summary.written and again.written == len(refs) - summary.written
+    second = scored_keys(log)
+    assert not set(first) & set(second)  # the finished samples were not scored again
+    assert sorted(first + second) == sorted(r.key for r in refs)
+    assert sorted(journal_ids(out)) == sorted(set(journal_ids(out)))  # nothing journalled twice
+    assert_same_output(out, plain_out)
+
+
+def test_resume_refuses_a_journal_of_another_model(model_file, refs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / JOURNAL_NAME).write_text(
+        json.dumps({"format": "mdss-predict-journal", "version": 1, "model_sha256": "0" * 64})
+        + "\n"
+    )
+    with pytest.raises(MDSSError, match="another model sha256"):
+        predict_to_folder(model_file, refs, out, RunOptions(resume=True))
+    assert not (out / "scores.csv").exists()
+
+
+def test_ray_missing_is_one_line_naming_the_extra(
+    model_file, tiny_dataset, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    args = ["predict", str(model_file), str(tiny_dataset), "--out", str(tmp_path), "--ray"]
+    assert cli(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mdss: error: Ray is not installed") and "mdss[cluster]" in line
+
+
+# --- on Ray ----------------------------------------------------------------------------------
+
+
+def test_ray_predict_writes_what_the_plain_run_writes(
+    ray_local, model_file, tiny_dataset, plain_out, tmp_path
+):
+    out = tmp_path / "out"
+    args = ["predict", str(model_file), str(tiny_dataset), "--out", str(out), "--ray"]
+    assert cli([*args, "--actors", "2"]) == 0
+    assert_same_output(out, plain_out)
+
+
+def test_a_dead_actor_loses_no_sample_and_writes_none_twice(
+    ray_local, model_file, tiny_dataset, refs, plain_out, tmp_path
+):
+    out, log, died = tmp_path / "out", tmp_path / "scored.txt", tmp_path / "died"
+    count = scoring_log(log)
+
+    def dies_once_after_five(key: str) -> None:  # runs in the actor
+        count(key)
+        if len(log.read_text().split()) >= 5 and not died.exists():
+            died.touch()
+            os._exit(1)
+
+    options = RunOptions(
+        data_folder=str(tiny_dataset),
+        ray_address="",
+        actors=2,
+        chunk_size=2,
+        on_scored=dies_once_after_five,
+    )
+    summary = predict_to_folder(model_file, refs, out, options)
+    assert died.exists() and summary.written == len(refs)
+    scored = scored_keys(log)
+    assert set(scored) == {r.key for r in refs}
+    # Only the lost chunk's samples (scored, never returned) were scored again.
+    assert 1 <= sum(n > 1 for n in scored.values()) <= options.chunk_size
+    assert max(scored.values()) == 2
+    ids = journal_ids(out)
+    assert len(ids) == len(set(ids)) == len(refs)  # each sample written once
+    assert_same_output(out, plain_out)
+
+
+def test_interrupted_ray_run_resumes_without_rescoring(
+    ray_local, model_file, tiny_dataset, refs, plain_out, tmp_path
+):
+    out, log = tmp_path / "out", tmp_path / "scored.txt"
+    progress, cancel = interrupted_after(6)
+    options = RunOptions(
+        data_folder=str(tiny_dataset),
+        ray_address="",
+        actors=2,
+        chunk_size=2,
+        on_scored=scoring_log(log),
+    )
+    summary = RunSummary(len(refs))
+    with pytest.raises(Cancelled):
+        predict_to_folder(model_file, refs, out, options, progress, cancel, summary)
+    written = set(journal_ids(out))
+    assert len(written) == summary.written >= 6 and not (out / "scores.csv").exists()
+    log.unlink()
+    options.resume = True
+    again = predict_to_folder(model_file, refs, out, options)
+    assert again.restored == len(written)
+    rescored = {r.key for r in refs if f"{r.key}\t{r.rgb_path}" in written} & set(scored_keys(log))
+    assert rescored == set()
+    assert sum(scored_keys(log).values()) == len(refs) - len(written)
+    assert_same_output(out, plain_out)
