@@ -215,3 +215,58 @@ def test_interrupted_ray_run_resumes_without_rescoring(
     assert rescored == set()
     assert sum(scored_keys(log).values()) == len(refs) - len(written)
     assert_same_output(out, plain_out)
+
+
+# --- train-all -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_categories(tmp_path_factory) -> Path:
+    """A dataset root with a good category (ring) and a broken one (its clouds unreadable)."""
+    import shutil
+
+    from mdss_core.synth import generate_dataset
+
+    out = tmp_path_factory.mktemp("root")
+    (ring,) = generate_dataset(out, ["ring"], n_train=6, n_val=2, n_test=2, size=64, seed=3)
+    broken = shutil.copytree(ring, out / "broken")
+    for tiff in (broken / "train").rglob("*.tiff"):
+        tiff.write_bytes(b"not a tiff")
+    return out
+
+
+def train_all_args(root: Path, out: Path) -> list[str]:
+    return ["train-all", str(root), "--out", str(out), "--preset", "tiny", "--device", "cpu"]
+
+
+def check_train_all_output(out: Path, err: str) -> None:
+    from mdss_core.model import MDSSModel
+
+    assert MDSSModel.load(out / "ring.mdss").name
+    assert not (out / "broken.mdss").exists()
+    (failed,) = [line for line in err.splitlines() if line.startswith("broken: failed: ")]
+    assert "broken" in failed and ".tiff" in failed  # names the file that failed
+    assert "mdss: error: 1 of 2 categories failed: broken" in err
+
+
+def test_train_all_in_turn_reports_a_failed_category_and_trains_the_rest(
+    two_categories, tmp_path, capsys
+):
+    out = tmp_path / "models"
+    assert cli(train_all_args(two_categories, out)) == 2
+    check_train_all_output(out, capsys.readouterr().err)
+    # Run again: the trained category is kept, not trained again.
+    assert cli([*train_all_args(two_categories, out), "--category", "ring"]) == 0
+    assert "ring.mdss exists" in capsys.readouterr().out
+
+
+def test_train_all_on_ray_one_task_per_category(ray_local, two_categories, tmp_path, capsys):
+    out = tmp_path / "models"
+    assert cli([*train_all_args(two_categories, out), "--ray"]) == 2
+    check_train_all_output(out, capsys.readouterr().err)
+
+
+def test_train_all_refuses_a_folder_without_categories(tiny_dataset, tmp_path, capsys):
+    assert cli(train_all_args(tiny_dataset, tmp_path / "m")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mdss: error: {tiny_dataset}: no category folders here")

@@ -132,6 +132,8 @@ def partial_failure(exc: BaseException, written: int, total: int, out: Path) -> 
     from mdss_core.failures import describe
 
     note = f"{written} of {total} samples written to {out}; scores.csv not written"
+    if written:
+        note += " (rerun with --resume to score only the rest)"
     message = describe(exc)
     if message is None:
         print(f"mdss: {note}", file=sys.stderr)
