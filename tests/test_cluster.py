@@ -147,6 +147,18 @@ def test_ray_missing_is_one_line_naming_the_extra(
     assert line.startswith("mdss: error: Ray is not installed") and "mdss[cluster]" in line
 
 
+def test_an_unreachable_cluster_address_fails_in_seconds():
+    import socket
+
+    from mdss_core.cluster.ray_env import _check_reachable
+
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(MDSSError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}")
+
+
 # --- on Ray ----------------------------------------------------------------------------------
 
 
@@ -157,6 +169,24 @@ def test_ray_predict_writes_what_the_plain_run_writes(
     args = ["predict", str(model_file), str(tiny_dataset), "--out", str(out), "--ray"]
     assert cli([*args, "--actors", "2"]) == 0
     assert_same_output(out, plain_out)
+
+
+def test_ray_predict_skips_an_unreadable_sample_and_scores_the_rest(
+    ray_local, model_file, tiny_dataset, tmp_path, capsys
+):
+    import shutil
+
+    data = shutil.copytree(tiny_dataset, tmp_path / "data")
+    refs = list(open_dataset(data, split="test"))
+    refs[3].xyz_path.write_bytes(b"not a tiff")
+    out = tmp_path / "out"
+    args = ["predict", str(model_file), str(data), "--split", "test", "--out", str(out)]
+    assert cli([*args, "--ray", "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert f"mdss: skipped {refs[3].xyz_path}: " in err
+    assert f"1 of {len(refs)} samples could not be scored" in err
+    keys = [line.split(",")[0] for line in (out / "scores.csv").read_text().splitlines()[1:]]
+    assert keys == [r.key for r in refs if r is not refs[3]]
 
 
 def test_a_dead_actor_loses_no_sample_and_writes_none_twice(

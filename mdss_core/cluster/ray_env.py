@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -36,6 +37,8 @@ def ray_cluster(address: str | None) -> Iterator[ModuleType]:
         "log_to_driver": False,
         "logging_level": logging.ERROR,
     }
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, **options)
@@ -48,6 +51,19 @@ def ray_cluster(address: str | None) -> Iterator[ModuleType]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` that accepts no connection fails in seconds, not after Ray's own
+    retries (minutes). "auto" and ``ray://`` addresses are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise MDSSError(f"cannot reach the Ray cluster at {address} ({reason})") from None
 
 
 def gpu_count(ray: ModuleType) -> int:

@@ -65,7 +65,7 @@ class ScoringWorker:
         ):
             if self.on_scored is not None:
                 self.on_scored(item.ref.key)
-            # Errors travel as their one-line text: mdss's exceptions do not all unpickle.
+            # An unreadable sample travels as its one-line message: all the driver reports.
             error = None if item.error is None else str(item.error)
             outcomes.append((index, item.prediction, error))
         return outcomes
@@ -99,13 +99,15 @@ class RayScoring:
         self.total = len(work)
         self.device, self.batch_size, self.on_scored = device, batch_size, on_scored
         self.model_ref = ray.put(Path(model_path).read_bytes())
+        self.actor_class = ray.remote(ScoringWorker)
         self.actors: list[Any] = []
         self.replaced = 0
         self.max_replacements = 2 * self.n_actors + 2
 
     def _new_actor(self) -> Any:
-        cls = self.ray.remote(ScoringWorker).options(**self.resources, max_restarts=0)
-        return cls.remote(self.model_ref, self.device, self.batch_size, self.on_scored)
+        # max_restarts=0: a dead actor is replaced here, where its lost chunks are known.
+        actor = self.actor_class.options(**self.resources, max_restarts=0)
+        return actor.remote(self.model_ref, self.device, self.batch_size, self.on_scored)
 
     def run(
         self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
