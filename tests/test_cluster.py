@@ -169,6 +169,11 @@ def test_ray_predict_writes_what_the_plain_run_writes(
     args = ["predict", str(model_file), str(tiny_dataset), "--out", str(out), "--ray"]
     assert cli([*args, "--actors", "2"]) == 0
     assert_same_output(out, plain_out)
+    # One actor whose worker process prepares the samples ahead: the same files again.
+    out = tmp_path / "out_workers"
+    args[args.index("--out") + 1] = str(out)
+    assert cli([*args, "--actors", "1", "--workers", "1"]) == 0
+    assert_same_output(out, plain_out)
 
 
 def test_ray_predict_skips_an_unreadable_sample_and_scores_the_rest(

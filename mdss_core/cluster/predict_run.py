@@ -181,6 +181,7 @@ def _on_ray(
         batch_size=options.batch_size,
         chunk_size=options.chunk_size,
         actors=options.actors,
+        workers=options.workers,
         on_scored=options.on_scored,
     )
     yield from scoring.run(progress, cancel)
