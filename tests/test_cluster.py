@@ -125,6 +125,19 @@ def test_interrupted_run_resumes_without_rescoring(
     assert_same_output(out, plain_out)
 
 
+def test_a_line_cut_short_by_a_crash_is_ignored(tmp_path):
+    from mdss_core.cluster.journal import RunJournal, read_journal
+
+    header = {"model_sha256": "a" * 64, "overlays": ["fused"]}
+    journal = RunJournal.start(tmp_path, header)
+    journal.append({"id": "test/good/000", "row": {"score_fused": 1.5}})
+    journal.append({"id": "test/good/001", "row": {}})
+    text = (tmp_path / JOURNAL_NAME).read_text()
+    (tmp_path / JOURNAL_NAME).write_text(text[: len(text) - 9])  # the last line, torn
+    assert [e["id"] for e in read_journal(tmp_path, header)] == ["test/good/000"]
+    assert read_journal(tmp_path / "elsewhere", header) is None
+
+
 def test_resume_refuses_a_journal_of_another_model(model_file, refs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -223,6 +236,18 @@ def test_a_dead_actor_loses_no_sample_and_writes_none_twice(
     ids = journal_ids(out)
     assert len(ids) == len(set(ids)) == len(refs)  # each sample written once
     assert_same_output(out, plain_out)
+
+
+def test_actors_that_always_die_stop_the_run_with_a_message(
+    ray_local, model_file, refs, tmp_path
+):
+    def crashes(key: str) -> None:  # a sample that kills every actor scoring it
+        os._exit(1)
+
+    options = RunOptions(ray_address="", actors=1, chunk_size=4, on_scored=crashes)
+    with pytest.raises(MDSSError, match=r"Ray workers died 5 times in a row .* --resume"):
+        predict_to_folder(model_file, refs, tmp_path / "out", options)
+    assert journal_ids(tmp_path / "out") == []
 
 
 def test_interrupted_ray_run_resumes_without_rescoring(
