@@ -238,9 +238,7 @@ def test_a_dead_actor_loses_no_sample_and_writes_none_twice(
     assert_same_output(out, plain_out)
 
 
-def test_actors_that_always_die_stop_the_run_with_a_message(
-    ray_local, model_file, refs, tmp_path
-):
+def test_actors_that_always_die_stop_the_run_with_a_message(ray_local, model_file, refs, tmp_path):
     def crashes(key: str) -> None:  # a sample that kills every actor scoring it
         os._exit(1)
 

@@ -113,8 +113,8 @@ class RayScoring:
         self.model_ref = ray.put(Path(model_path).read_bytes())
         self.actor_class = ray.remote(ScoringWorker)
         self.actors: list[Any] = []
-        self.replaced = 0
-        self.max_replacements = 2 * self.n_actors + 2
+        self.deaths_in_a_row = 0  # since a chunk last came back: a long run survives many
+        self.max_deaths_in_a_row = 2 * self.n_actors + 2
 
     def _new_actor(self) -> Any:
         # max_restarts=0: a dead actor is replaced here, where its lost chunks are known.
@@ -166,7 +166,7 @@ class RayScoring:
         from ray.exceptions import RayActorError, RayTaskError
 
         try:
-            return self.ray.get(future)
+            outcomes = self.ray.get(future)
         except RayActorError:
             self.queue.appendleft(chunk)
             self._replace(actor)
@@ -174,16 +174,18 @@ class RayScoring:
         except RayTaskError as exc:  # a bug or a failure other than an unreadable sample
             cause = exc.cause if exc.cause is not None else exc
             raise MDSSError(f"a Ray worker failed: {type(cause).__name__}: {cause}") from None
+        self.deaths_in_a_row = 0
+        return outcomes
 
     def _replace(self, actor: Any) -> None:
         if actor not in self.actors:
             return  # replaced already, when its other chunk came back lost
-        if self.replaced >= self.max_replacements:
+        if self.deaths_in_a_row >= self.max_deaths_in_a_row:
             raise MDSSError(
-                f"Ray workers died {self.replaced + 1} times (out of memory, or nodes lost?); "
-                "rerun with --resume to go on from the samples written"
+                f"Ray workers died {self.deaths_in_a_row + 1} times in a row (out of memory, "
+                "nodes lost, a sample that crashes them?); rerun with --resume to go on"
             )
-        self.replaced += 1
+        self.deaths_in_a_row += 1
         self.actors[self.actors.index(actor)] = self._new_actor()
 
 
