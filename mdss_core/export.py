@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ MAP_LABELS = {
     "rgb": "colours: RGB score (on the 3D scale)",
     "3d": "colours: 3D score",
 }
+
+
+def sample_identity(ref: SampleRef) -> str:
+    """What names a sample across runs: its key and its RGB file (two inputs may share keys)."""
+    return f"{ref.key}\t{ref.rgb_path}"
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
@@ -168,6 +174,9 @@ class ResultWriter:
     the report; ``data_folder`` is what the report says was scored. ``evaluation``: metrics
     already computed for exactly these samples (the inspector's), used instead of computing
     :func:`pooled_evaluation` when its samples and scores match the labelled ones written.
+    ``on_written``: called with each sample's records (JSON-ready) once its files are all
+    written (the run journal of :mod:`mdss_core.cluster.journal`); :meth:`restore` takes them
+    back, so that a resumed run need not score that sample again.
     """
 
     def __init__(
@@ -178,6 +187,7 @@ class ResultWriter:
         data_folder: str | Path = "",
         report: bool = True,
         evaluation: EvaluationReport | None = None,
+        on_written: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.overlays = tuple(overlays)
@@ -190,8 +200,12 @@ class ResultWriter:
         self.samples: list[ReportSample] = []
         self.errors: list[str] = []
         self._labelled: list[ScoredSample] = []
+        self._row_ids: list[str] = []  # the sample identity of each entry of rows / samples
         self._used: set[Path] = set()
         self._swept: set[Path] = set()
+        self.on_written = on_written
+        self._planned: dict[str, Path] = {}  # sample identity → output stem, in input order
+        self._order: dict[str, int] = {}
 
     @property
     def written(self) -> int:
@@ -216,8 +230,22 @@ class ResultWriter:
         self._used.add(stem)
         return stem
 
+    def plan(self, refs: Iterable[SampleRef]) -> None:
+        """Fix every sample's output names and its row's place now, in input order, so that
+        samples arriving in any order (from several workers, or some restored from a journal)
+        give the same files and CSVs as one pass in order."""
+        for ref in refs:
+            identity = sample_identity(ref)
+            if identity not in self._planned:
+                self._order[identity] = len(self._order)
+                self._planned[identity] = self.stem_for(ref)
+
+    def _stem(self, ref: SampleRef) -> Path:
+        planned = self._planned.get(sample_identity(ref))
+        return planned if planned is not None else self.stem_for(ref)
+
     def add(self, ref: SampleRef, prediction: Prediction, rgb: np.ndarray | None = None) -> Path:
-        relative = self.stem_for(ref)
+        relative = self._stem(ref)
         stem = self.out_dir / relative
         self._folder(stem.parent)
         for name, image in prediction.maps().items():
@@ -229,13 +257,56 @@ class ResultWriter:
             prediction, regions_with_areas(ref, prediction), _area(ref, prediction)
         )
         kind = "peak" if regions.threshold < prediction.pixel_threshold else "defect"
-        self.rows.append(self._row(ref, prediction, regions))
-        self.region_rows += [region_record(ref.key, i, r, kind) for i, r in enumerate(regions, 1)]
+        row = self._row(ref, prediction, regions)
+        region_rows = [region_record(ref.key, i, r, kind) for i, r in enumerate(regions, 1)]
         links = {name: f"{relative.as_posix()}_{name}_overlay.png" for name in pngs}
-        self.samples.append(ReportSample.of(ref, prediction, regions, links))
+        sample = ReportSample.of(ref, prediction, regions, links)
+        self._keep(ref, row, region_rows, sample)
         if self.report:
             self._keep_for_metrics(ref, prediction, gt)
+        if self.on_written is not None:
+            self.on_written(
+                {
+                    "id": sample_identity(ref),
+                    "row": row,
+                    "regions": region_rows,
+                    "report": asdict(sample),
+                    "scores": prediction.scores(),
+                }
+            )
         return relative
+
+    def _keep(
+        self,
+        ref: SampleRef,
+        row: dict[str, Any],
+        region_rows: list[dict[str, Any]],
+        sample: ReportSample,
+    ) -> None:
+        self.rows.append(row)
+        self.region_rows += region_rows
+        self.samples.append(sample)
+        self._row_ids.append(sample_identity(ref))
+
+    def restore(self, ref: SampleRef, entry: dict[str, Any]) -> None:
+        """Take back a sample written by an earlier run (its ``on_written`` records): its
+        rows and report line, and, for the report's metrics, its maps read back from its TIFF
+        files (written as float32, as they are computed), without scoring it again."""
+        sample = ReportSample(**{**entry["report"], "overlays": dict(entry["report"]["overlays"])})
+        self._keep(ref, dict(entry["row"]), [dict(r) for r in entry["regions"]], sample)
+        if not self.report or (ref.label < 0 and ref.gt_path is None):
+            return
+        import tifffile
+
+        stem = self.out_dir / self._stem(ref)
+        maps = {m: tifffile.imread(stem.parent / f"{stem.name}_{m}.tiff") for m in MODALITIES}
+        shape = maps["fused"].shape
+        gt = ground_truth(ref, shape) if ref.gt_path is not None else None
+        label = ref.label if ref.label >= 0 else int(gt.any())
+        defect = ref.defect or ("anomalous" if label else GOOD)
+        mask = gt if gt is not None else np.zeros(shape, bool)
+        scores = {m: float(entry["scores"][m]) for m in MODALITIES}
+        self._labelled.append(ScoredSample(ref.key, defect, label, scores, maps, mask))
 
     def _keep_for_metrics(
         self, ref: SampleRef, prediction: Prediction, gt: np.ndarray | None
@@ -303,10 +374,25 @@ class ResultWriter:
         """Write ``regions.csv``, ``report.html`` and, last, ``scores.csv`` (its presence says
         the run finished); returns the path of ``scores.csv``."""
         folder = self._folder(self.out_dir)
+        self._sort_as_planned()
         _write_csv(folder / "regions.csv", REGION_COLUMNS, self.region_rows)
         if self.report:
             write_report(folder / REPORT_NAME, self._report_data())
         return _write_csv(folder / "scores.csv", CSV_COLUMNS, self.rows)
+
+    def _sort_as_planned(self) -> None:
+        """Rows in input order (see :meth:`plan`), whatever order the samples came in."""
+        if not self._order:
+            return
+        last = len(self._order)
+        rank = {i: self._order.get(i, last) for i in self._row_ids}
+        by_key = {row["key"]: rank[i] for row, i in zip(self.rows, self._row_ids, strict=True)}
+        order = sorted(range(len(self.rows)), key=lambda n: rank[self._row_ids[n]])
+        self.rows = [self.rows[n] for n in order]
+        self.samples = [self.samples[n] for n in order]
+        self._row_ids = [self._row_ids[n] for n in order]
+        self.region_rows.sort(key=lambda r: by_key.get(r["key"], last))  # stable: region order
+        self._labelled.sort(key=lambda s: by_key.get(s.key, last))
 
     @property
     def report_path(self) -> Path | None:

@@ -550,8 +550,8 @@ def test_three_concurrent_predicts_on_one_model_agree(model_file, two_samples, t
         _, err = child.communicate(timeout=BOUND_S * 2)
         assert child.returncode == 0, err
     results = [digest(out) for out in outs]
-    # 3 TIFF maps + 1 PNG per sample, scores.csv, regions.csv, report.html
-    assert len(results[0]) == 2 * 4 + 3
+    # 3 TIFF maps + 1 PNG per sample, scores.csv, regions.csv, report.html, the run journal
+    assert len(results[0]) == 2 * 4 + 3 + 1
     assert results[0] == results[1] == results[2]
     assert model_file.read_bytes() == model_before and digest(two_samples) == before
     assert temp_files(*outs) == []

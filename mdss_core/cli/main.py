@@ -20,6 +20,7 @@ from mdss_core.failures import describe, first_line
 COMMAND_MODULES = (
     "mdss_core.cli.synth_cmd",
     "mdss_core.cli.train_cmd",
+    "mdss_core.cli.train_all_cmd",
     "mdss_core.cli.predict_cmd",
     "mdss_core.cli.evaluate_cmd",
     "mdss_core.cli.calibrate_cmd",

@@ -36,17 +36,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         help="processes reading and preprocessing ahead (default: 0 on CPU, up to 8 with a GPU)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="score on Ray actors: a local Ray instance, or the cluster at ADDRESS "
+        "('auto': the one this machine belongs to); needs mdss[cluster]",
+    )
+    p.add_argument(
+        "--actors",
+        type=positive_int,
+        help="Ray actors (default: one per GPU of the cluster, or one per CPU without GPUs)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the interrupted run in --out: the samples it wrote are not scored again",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mdss_core import api
     from mdss_core.atomic import ensure_writable_folder
+    from mdss_core.cluster.journal import start_journal
     from mdss_core.errors import MDSSError
     from mdss_core.export import ResultWriter
     from mdss_core.io import open_dataset
     from mdss_core.model import MDSSModel
 
+    if args.ray is not None or args.resume:  # Ray and resumed runs: mdss_core.cluster
+        from mdss_core.cli.predict_cluster import run as run_resumable
+
+        return run_resumable(args)
     model = MDSSModel.load(args.model, device=args.device)
     origin = model.teacher_origin
     print(f"model '{model.name}' (teacher: {describe_teacher(origin)}) on {model.device}")
@@ -57,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     out = ensure_writable_folder(args.out)
     inputs = ", ".join(str(path) for path in args.inputs)
     overlays = () if args.no_png else ("fused",)
-    writer = ResultWriter(out, overlays, model_info=model.info(), data_folder=inputs)
+    journal = start_journal(out, args.model, overlays)  # lets --resume go on after a stop
+    writer = ResultWriter(out, overlays, model.info(), inputs, on_written=journal.append)
     flagged, skipped = 0, []
     scored = api.score_folder(
         model, refs, ProgressBar(), batch_size=args.batch, workers=args.workers
@@ -108,6 +132,8 @@ def partial_failure(exc: BaseException, written: int, total: int, out: Path) -> 
     from mdss_core.failures import describe
 
     note = f"{written} of {total} samples written to {out}; scores.csv not written"
+    if written:
+        note += " (rerun with --resume to score only the rest)"
     message = describe(exc)
     if message is None:
         print(f"mdss: {note}", file=sys.stderr)
