@@ -1,0 +1,110 @@
+"""Loading a model on a backend: a ``.mdss`` file on torch or on an exported graph runtime,
+or an export folder (``mdss export``) on onnxruntime or OpenVINO.
+
+The result is an ``MDSSModel`` either way (the ``Model`` protocol of ``mdss_core.api``):
+predict, evaluate, bench and the GUI use it without asking which backend runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mdss_core.backends.runtime import BACKENDS, EXPORTED_BACKENDS, GraphSession
+from mdss_core.errors import ConfigError, MDSSError, ModelFileError
+
+
+def is_export_dir(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "model.json").is_file()
+
+
+def load_on_backend(
+    path: str | Path, backend: str = "torch", device: str = "auto", precision: str = "fp32"
+) -> Any:
+    """The model at ``path`` (file or export folder) running on ``backend``.
+
+    A ``.mdss`` file on an exported backend is exported to ONNX in a temporary folder first
+    (seconds; the graphs stay in the runtime's memory).
+    """
+    from mdss_core.model import MDSSModel
+
+    if backend not in BACKENDS:
+        raise MDSSError(f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
+    if is_export_dir(path):
+        if backend == "torch":
+            raise ModelFileError(path, "an export folder runs on onnxruntime or openvino")
+        return load_export(path, backend, precision)
+    if Path(path).is_dir():
+        raise ModelFileError(path, "folder has no model.json: not an mdss export folder")
+    model = MDSSModel.load(path, device=device)
+    if backend == "torch":
+        if precision != "fp32":
+            raise MDSSError(f"precision {precision} needs the openvino backend")
+        return model
+    from mdss_core.backends.export import write_export
+
+    with tempfile.TemporaryDirectory(prefix="mdss-export-") as folder:
+        write_export(model, Path(folder), "onnx")
+        return load_export(folder, backend, precision)
+
+
+def load_export(
+    folder: str | Path,
+    backend: str = "onnxruntime",
+    precision: str = "fp32",
+) -> Any:
+    """An ``MDSSModel`` whose net is an :class:`ExportedNet` over ``folder``'s graphs."""
+    from mdss_core.backends.export import EXPORT_FORMAT, EXPORT_VERSION, sha256
+    from mdss_core.backends.exported import ExportedNet
+    from mdss_core.config import MDSSConfig
+    from mdss_core.fusion import Calibration
+    from mdss_core.model import MDSSModel
+    from mdss_core.roi import Roi
+
+    folder = Path(folder)
+    if backend not in EXPORTED_BACKENDS:
+        raise MDSSError(f"backend '{backend}' does not run export folders")
+    record = _read_json(folder / "model.json")
+    if record.get("format") != EXPORT_FORMAT:
+        raise ModelFileError(folder / "model.json", "not an mdss export (no mdss-export format)")
+    if int(record.get("format_version", 0)) > EXPORT_VERSION:
+        raise ModelFileError(folder, "exported by a newer mdss — update mdss")
+    if record.get("graph_format") == "openvino" and backend != "openvino":
+        raise ModelFileError(folder, "holds OpenVINO IR: load it with --backend openvino")
+    manifest = _read_json(folder / "manifest.json").get("sha256", {})
+    for name, digest in manifest.items():
+        path = folder / name
+        if not path.is_file() or sha256(path) != digest:
+            raise ModelFileError(path, "missing or changed since export (sha256 mismatch)")
+    try:
+        config = MDSSConfig.from_dict(record["config"])
+        calibration = Calibration.from_dict(record["calibration"])
+        roi = Roi.from_dict(record["roi"]) if record.get("roi") else None
+        graphs = record["graphs"]
+        unlisted = [g["file"] for g in graphs.values() if g["file"] not in manifest]
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise ModelFileError(folder / "model.json", f"damaged export record ({exc})") from None
+    if unlisted:
+        raise ModelFileError(folder / unlisted[0], "graph not listed in manifest.json")
+    sessions = {
+        name: GraphSession(backend, folder / g["file"], precision) for name, g in graphs.items()
+    }
+    net = ExportedNet(config, sessions)
+    training = {**record.get("training", {}), "backend": backend, "precision": precision}
+    name = record.get("name", folder.name)
+    origin = record.get("teacher_origin", {})
+    return MDSSModel(net, calibration, origin, training, name, "cpu", roi)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelFileError(path, "missing from the export folder") from None
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(path, f"unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(path, "not a JSON object")
+    return data
