@@ -14,6 +14,7 @@ from typing import Any
 
 from mdss_core.backends.runtime import BACKENDS, EXPORTED_BACKENDS, GraphSession
 from mdss_core.errors import ConfigError, MDSSError, ModelFileError
+from mdss_core.failures import first_line
 
 
 def is_export_dir(path: str | Path) -> bool:
@@ -21,15 +22,21 @@ def is_export_dir(path: str | Path) -> bool:
 
 
 def load_on_backend(
-    path: str | Path, backend: str = "torch", device: str = "auto", precision: str = "fp32"
+    path: str | Path,
+    backend: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> Any:
     """The model at ``path`` (file or export folder) running on ``backend``.
 
-    A ``.mdss`` file on an exported backend is exported to ONNX in a temporary folder first
-    (seconds; the graphs stay in the runtime's memory).
+    ``backend`` None: torch for a model file, the folder's own runtime for an export (OpenVINO
+    for IR, else onnxruntime). A ``.mdss`` file on an exported backend is exported to ONNX in
+    a temporary folder first (seconds; the graphs stay in the runtime's memory).
     """
     from mdss_core.model import MDSSModel
 
+    if backend is None:
+        backend = default_backend(path)
     if backend not in BACKENDS:
         raise MDSSError(f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
     if is_export_dir(path):
@@ -48,6 +55,18 @@ def load_on_backend(
     with tempfile.TemporaryDirectory(prefix="mdss-export-") as folder:
         write_export(model, Path(folder), "onnx")
         return load_export(folder, backend, precision)
+
+
+def default_backend(path: str | Path) -> str:
+    """torch for a model file; for an export folder, the runtime its graphs were written for."""
+    if not is_export_dir(path):
+        return "torch"
+    try:
+        record = json.loads((Path(path) / "model.json").read_text())
+    except (OSError, ValueError):
+        return "onnxruntime"  # load_export names the problem
+    graph_format = record.get("graph_format") if isinstance(record, dict) else None
+    return "openvino" if graph_format == "openvino" else "onnxruntime"
 
 
 def load_export(
@@ -88,14 +107,23 @@ def load_export(
         raise ModelFileError(folder / "model.json", f"damaged export record ({exc})") from None
     if unlisted:
         raise ModelFileError(folder / unlisted[0], "graph not listed in manifest.json")
-    sessions = {
-        name: GraphSession(backend, folder / g["file"], precision) for name, g in graphs.items()
-    }
+    sessions = {name: _open(backend, folder / g["file"], precision) for name, g in graphs.items()}
     net = ExportedNet(config, sessions)
     training = {**record.get("training", {}), "backend": backend, "precision": precision}
     name = record.get("name", folder.name)
     origin = record.get("teacher_origin", {})
     return MDSSModel(net, calibration, origin, training, name, "cpu", roi)
+
+
+def _open(backend: str, path: Path, precision: str) -> GraphSession:
+    try:
+        return GraphSession(backend, path, precision)
+    except MDSSError:
+        raise
+    except Exception as exc:  # the runtime's own errors name no file and run over many lines
+        raise ModelFileError(
+            path, f"{backend} cannot load this graph ({first_line(exc)})"
+        ) from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -40,7 +40,13 @@ def _threads() -> int | None:
 
 
 class GraphSession:
-    """One loaded graph; ``run(*arrays)`` returns its outputs as float32 numpy arrays."""
+    """One loaded graph; ``run(*arrays)`` returns its outputs as float32 numpy arrays.
+
+    ``effective_precision``: what the runtime computes in (OpenVINO may differ from the hint:
+    a CPU with bf16 but no f16 instructions runs an "fp16" request in bf16).
+    """
+
+    effective_precision = "f32"
 
     def __init__(self, backend: str, path: Path, precision: str = "fp32") -> None:
         if backend not in EXPORTED_BACKENDS:
@@ -77,7 +83,10 @@ class GraphSession:
         compiled = ov.Core().compile_model(str(path), "CPU", config)
         self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self.effective_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        used = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+        self.effective_precision = (
+            used.get_type_name() if hasattr(used, "get_type_name") else str(used)
+        )
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
         arrays = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in arrays)

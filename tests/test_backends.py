@@ -1,0 +1,211 @@
+"""Exported graphs (ONNX / OpenVINO IR) against the torch backend, per detector (tiny models).
+
+Parity tolerance: maps on the fused scale within ``ATOL`` (float32 graphs differ from torch
+only by summation order; measured ≤ 4e-5 on these models) and identical decisions. OpenVINO
+tests skip when the package is absent; onnxruntime is in the ``dev`` extra, so CI runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mdss_core.config import get_preset
+from mdss_core.errors import MDSSError, ModelFileError, WriteError
+from mdss_core.io import open_dataset
+from mdss_core.model import MDSSModel
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+ATOL = 2e-4  # float32: maps of the fused scale (their maxima are ~2–5 on these models)
+MAPS = ("rgb_map", "rgb_map_aligned", "map_3d", "point_map", "fused_map")
+METHODS = ("mdss", "crd", "dmgrd")
+
+
+def _config(method: str):
+    config = get_preset("tiny", method)
+    if method == "mdss":  # the shipped CPU preset's student also sees the normal image
+        config = replace(config, rgb=replace(config.rgb, normals=True))
+    return config
+
+
+@pytest.fixture(scope="module")
+def models(tiny_dataset: Path) -> dict[str, MDSSModel]:
+    data = open_dataset(tiny_dataset)
+    return {m: MDSSModel.fit(data, _config(m), device="cpu") for m in METHODS}
+
+
+@pytest.fixture(scope="module")
+def test_samples(tiny_dataset: Path) -> list:
+    refs = [r for r in open_dataset(tiny_dataset) if r.split == "test"]
+    return [r.load() for r in refs[:4]]
+
+
+@pytest.fixture(scope="module")
+def exports(models, tmp_path_factory) -> dict[str, Path]:
+    from mdss_core.backends.export import export_model
+
+    root = tmp_path_factory.mktemp("exports")
+    return {m: export_model(model, root / m, "onnx") for m, model in models.items()}
+
+
+def _max_diff(a, b) -> float:
+    return max(float(np.abs(getattr(a, k) - getattr(b, k)).max()) for k in MAPS)
+
+
+def _assert_parity(torch_model, other, samples, atol: float) -> None:
+    for sample in samples:
+        a, b = torch_model.predict(sample), other.predict(sample)
+        diff = _max_diff(a, b)
+        assert diff <= atol, f"{sample.key}: max abs map difference {diff:.3g} > {atol}"
+        assert a.is_anomalous == b.is_anomalous, f"{sample.key}: decision differs"
+        assert abs(a.score_fused - b.score_fused) <= atol, (a.score_fused, b.score_fused)
+        assert len(a.regions.regions) == len(b.regions.regions), sample.key
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_onnxruntime_maps_and_decisions_equal_torch(method, models, exports, test_samples):
+    from mdss_core.backends.load import load_on_backend
+
+    exported = load_on_backend(exports[method], "onnxruntime")
+    assert exported.net.backend == "onnxruntime"
+    _assert_parity(models[method], exported, test_samples, ATOL)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_openvino_maps_and_decisions_equal_torch(method, models, exports, test_samples, tmp_path):
+    pytest.importorskip("openvino")
+    from mdss_core.backends.export import export_model
+    from mdss_core.backends.load import load_on_backend
+
+    ir = export_model(models[method], tmp_path / "ir", "openvino")
+    graphs = json.loads((ir / "model.json").read_text())["graphs"]
+    assert all(g["file"].endswith(".xml") for g in graphs.values())
+    assert not list(ir.glob("*.onnx")), "IR export keeps only .xml/.bin graphs"
+    _assert_parity(models[method], load_on_backend(ir), test_samples, ATOL)
+    # An ONNX export runs on OpenVINO too (it reads ONNX directly).
+    _assert_parity(models[method], load_on_backend(exports[method], "openvino"), test_samples, ATOL)
+
+
+def test_a_batch_of_samples_gives_each_sample_its_own_maps(models, exports, test_samples):
+    """Dynamic batch axis: three samples in one call equal three single calls."""
+    from mdss_core.backends.load import load_on_backend
+    from mdss_core.preprocess.ready import make_ready
+
+    exported = load_on_backend(exports["mdss"], "onnxruntime")
+    ready = [make_ready(s, exported.preparation) for s in test_samples[:3]]
+    batched = exported.predict_ready(ready)
+    for r, together in zip(ready, batched, strict=True):
+        alone = exported.predict_ready([r])[0]
+        assert _max_diff(alone, together) <= 1e-6
+
+
+def test_openvino_low_precision_is_measured_against_fp32(models, exports, test_samples):
+    """bf16 / fp16 where the CPU has it: what it costs in map accuracy (printed; loosely bounded).
+
+    The RGB map is a difference of two similar feature stacks, so 8-bit mantissas move it
+    visibly; the bound only catches a broken graph (maps of another scale)."""
+    pytest.importorskip("openvino")
+    from mdss_core.backends.load import load_on_backend
+
+    fp32 = models["mdss"]
+    for precision in ("bf16", "fp16"):
+        low = load_on_backend(exports["mdss"], "openvino", precision=precision)
+        used = {s.effective_precision for s in low.net.sessions.values()}
+        diffs = [_max_diff(fp32.predict(s), low.predict(s)) for s in test_samples]
+        peak = max(float(fp32.predict(s).fused_map.max()) for s in test_samples)
+        print(f"openvino {precision} (runs {used}): max abs map diff {max(diffs):.3g}, peak {peak}")
+        assert max(diffs) <= 0.25 * peak, f"{precision}: map diff {max(diffs):.3g}"
+
+
+def test_export_folder_lists_every_file_with_its_sha256(exports):
+    from mdss_core.backends.export import sha256
+
+    folder = exports["mdss"]
+    record = json.loads((folder / "model.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())["sha256"]
+    assert record["method"] == "mdss" and record["format"] == "mdss-export"
+    assert {"calibration", "config", "roi", "teacher_origin", "image_threshold"} <= set(record)
+    assert set(manifest) == {"model.json", "rgb.onnx", "sdf.onnx"}
+    assert all(sha256(folder / name) == digest for name, digest in manifest.items())
+    assert not [p for p in folder.parent.iterdir() if "partial" in p.name], "temp folder left"
+
+
+def test_changed_graph_is_refused_in_one_line(exports, tmp_path):
+    import shutil
+
+    from mdss_core.backends.load import load_on_backend
+
+    copy = shutil.copytree(exports["crd"], tmp_path / "copy")
+    with (copy / "crd.onnx").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelFileError, match="sha256 mismatch") as caught:
+        load_on_backend(copy)
+    assert "\n" not in str(caught.value) and "crd.onnx" in str(caught.value)
+
+
+def test_existing_folder_is_kept_unless_forced(models, tmp_path):
+    from mdss_core.backends.export import export_model
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's")
+    with pytest.raises(WriteError, match="--force"):
+        export_model(models["crd"], out)
+    assert (out / "keep.txt").read_text() == "the user's"
+    export_model(models["crd"], out, force=True)
+    assert not (out / "keep.txt").exists() and (out / "crd.onnx").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "no temp or old folder left"
+
+
+def test_missing_runtime_names_the_extra(monkeypatch, exports):
+    from mdss_core.backends.load import load_on_backend
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(MDSSError, match=r"pip install 'mdss\[onnx\]'"):
+        load_on_backend(exports["mdss"], "onnxruntime")
+
+
+def test_export_folder_refuses_torch_and_a_plain_folder(exports, tmp_path):
+    from mdss_core.backends.load import load_on_backend
+
+    with pytest.raises(ModelFileError, match="onnxruntime or openvino"):
+        load_on_backend(exports["mdss"], "torch")
+    with pytest.raises(ModelFileError, match="not an mdss export folder"):
+        load_on_backend(tmp_path)
+
+
+def test_api_and_cli_run_an_export_folder(exports, tiny_dataset, tmp_path, capsys):
+    from mdss_core import api
+    from mdss_core.cli.main import main
+
+    model = api.load_model(exports["dmgrd"])
+    assert model.info()["method"] == "dmgrd"
+    refs = [r for r in open_dataset(tiny_dataset) if r.split == "test"][:2]
+    assert all(s.error is None for s in model.score_many(refs))
+    out = tmp_path / "pred"
+    args = ["predict", str(exports["dmgrd"]), str(tiny_dataset), "--split", "test"]
+    assert main([*args, "--out", str(out), "--no-png"]) == 0
+    assert "onnxruntime (cpu)" in capsys.readouterr().out
+    assert (out / "scores.csv").is_file()
+
+
+def test_cli_export_then_evaluate_on_both_backends(models, tiny_dataset, tmp_path, capsys):
+    from mdss_core.cli.main import main
+
+    path = models["mdss"].save(tmp_path / "m.mdss")
+    assert main(["export", str(path), "--out", str(tmp_path / "exp")]) == 0
+    tables = []
+    for backend in ("torch", "onnxruntime"):
+        capsys.readouterr()
+        model_arg = str(path if backend == "torch" else tmp_path / "exp")
+        assert main(["evaluate", model_arg, str(tiny_dataset), "--backend", backend]) == 0
+        out = capsys.readouterr().out
+        tables.append([line for line in out.splitlines() if line.startswith(("all", "at the"))])
+    assert tables[0] == tables[1], tables
