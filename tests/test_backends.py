@@ -209,3 +209,32 @@ def test_cli_export_then_evaluate_on_both_backends(models, tiny_dataset, tmp_pat
         out = capsys.readouterr().out
         tables.append([line for line in out.splitlines() if line.startswith(("all", "at the"))])
     assert tables[0] == tables[1], tables
+
+
+def test_bench_puts_backends_side_by_side(models, tiny_dataset, tmp_path):
+    from mdss_core.bench.models import compare_models, format_models
+
+    path = models["dmgrd"].save(tmp_path / "d.mdss")
+    result = compare_models([path], tiny_dataset, samples=2, rounds=1, backends=BENCH_BACKENDS)
+    rows = result["models"]
+    assert [row["backend"] for row in rows.values()] == list(BENCH_BACKENDS)
+    for row in rows.values():
+        assert row["batch_per_s"] > 0 and row["params_mb"] > 0 and "branches" in row["stages"]
+    table = format_models(result)
+    assert all(f"d.mdss [{b}]" in table for b in BENCH_BACKENDS)
+
+
+def test_bench_refuses_an_unknown_backend(capsys):
+    from mdss_core.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--models", "m.mdss", "--data", ".", "--backends", "torch,tensorrt"])
+    assert "unknown backend 'tensorrt'" in capsys.readouterr().err
+
+
+try:
+    import openvino  # noqa: F401
+
+    BENCH_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+except ImportError:
+    BENCH_BACKENDS = ("torch", "onnxruntime")

@@ -56,6 +56,9 @@ class GraphSession:
         self.backend = backend
         self.path = path
         self.precision = precision
+        # Measured now: a graph exported on the fly lives in a folder removed after loading.
+        weights = path.with_suffix(".bin") if path.suffix == ".xml" else path
+        self.file_bytes = weights.stat().st_size
         if backend == "onnxruntime":
             self._open_onnxruntime(path)
         else:
