@@ -124,6 +124,36 @@ def test_openvino_low_precision_is_measured_against_fp32(models, exports, test_s
         assert max(diffs) <= 0.25 * peak, f"{precision}: map diff {max(diffs):.3g}"
 
 
+def test_int8_export_quantizes_the_image_graph_only(models, tiny_dataset, test_samples, tmp_path):
+    """NNCF post-training int8 on normal scans: the RGB graph is replaced, SDF stays float32;
+    the maps stay on the same scale (loose bound: int8 accuracy is measured, not promised)."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from mdss_core.backends.export import export_model
+    from mdss_core.backends.load import load_on_backend
+
+    normal = [r.load() for r in open_dataset(tiny_dataset) if r.label == 0][:3]
+    out = export_model(models["mdss"], tmp_path / "q", "openvino", int8_samples=normal)
+    graphs = json.loads((out / "model.json").read_text())["graphs"]
+    assert graphs["rgb"]["file"] == "rgb_int8.xml" and graphs["rgb"]["int8"]["normal_scans"] == 3
+    assert "int8" not in graphs["sdf"] and not (out / "rgb.xml").exists()
+    model = load_on_backend(out)
+    assert model.info()["training"]["int8_graphs"] == ["rgb"]
+    for sample in test_samples:
+        a, b = models["mdss"].predict(sample), model.predict(sample)
+        assert np.isfinite(b.fused_map).all()
+        assert np.abs(a.point_map - b.point_map).max() <= ATOL, "the SDF graph is float32"
+        assert _max_diff(a, b) <= 0.5 * float(a.fused_map.max()), _max_diff(a, b)
+
+
+def test_int8_needs_openvino_format(models, tmp_path):
+    from mdss_core.backends.export import export_model
+
+    with pytest.raises(MDSSError, match="--format openvino"):
+        export_model(models["crd"], tmp_path / "q", "onnx", int8_samples=[])
+    assert not (tmp_path / "q").exists()
+
+
 def test_export_folder_lists_every_file_with_its_sha256(exports):
     from mdss_core.backends.export import sha256
 
@@ -185,8 +215,9 @@ def test_api_and_cli_run_an_export_folder(exports, tiny_dataset, tmp_path, capsy
     from mdss_core import api
     from mdss_core.cli.main import main
 
-    model = api.load_model(exports["dmgrd"])
+    model = api.load_model(exports["dmgrd"] / "model.json")  # what a file dialog picks
     assert model.info()["method"] == "dmgrd"
+    assert model.info()["training"]["backend"] == "onnxruntime"
     refs = [r for r in open_dataset(tiny_dataset) if r.split == "test"][:2]
     assert all(s.error is None for s in model.score_many(refs))
     out = tmp_path / "pred"

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +36,36 @@ FORMATS = ("onnx", "openvino")
 OPSET = 17
 
 
-def export_model(model: Any, out: str | Path, fmt: str = "onnx", force: bool = False) -> Path:
-    """Write ``model`` (an ``MDSSModel`` with a torch net) as a deployment folder ``out``."""
+def export_model(
+    model: Any,
+    out: str | Path,
+    fmt: str = "onnx",
+    force: bool = False,
+    int8_samples: Sequence[Any] | None = None,
+) -> Path:
+    """Write ``model`` (an ``MDSSModel`` with a torch net) as a deployment folder ``out``.
+
+    ``int8_samples`` (loaded normal samples; OpenVINO only): quantize the image graphs to int8
+    on them (:mod:`mdss_core.backends.quantize`)."""
     if fmt not in FORMATS:
         raise MDSSError(f"unknown export format '{fmt}' (choose {', '.join(FORMATS)})")
+    if int8_samples is not None and fmt != "openvino":
+        raise MDSSError("int8 quantization writes OpenVINO IR: use --format openvino")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise WriteError(out, "exists and is not empty (use --force to replace it)")
     require("onnx")
     if fmt == "openvino":
         require("openvino")
+    if int8_samples is not None:
+        require("nncf")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as exc:
         raise WriteError(out, cause(exc)) from None
     try:
-        write_export(model, work, fmt)
+        write_export(model, work, fmt, int8_samples)
         _swap_into_place(work, out)
     except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
@@ -61,7 +75,9 @@ def export_model(model: Any, out: str | Path, fmt: str = "onnx", force: bool = F
     return out
 
 
-def write_export(model: Any, folder: Path, fmt: str = "onnx") -> dict[str, Any]:
+def write_export(
+    model: Any, folder: Path, fmt: str = "onnx", int8_samples: Sequence[Any] | None = None
+) -> dict[str, Any]:
     """The graphs, ``model.json`` and ``manifest.json`` into an existing empty ``folder``."""
     from mdss_core.backends.graphs import detector_graphs
 
@@ -79,6 +95,10 @@ def write_export(model: Any, folder: Path, fmt: str = "onnx") -> dict[str, Any]:
             "inputs": list(module.inputs),
             "outputs": list(module.outputs),
         }
+    if int8_samples is not None:
+        from mdss_core.backends.quantize import calibration_inputs, quantize_ir
+
+        quantize_ir(folder, graphs, calibration_inputs(model, int8_samples))
     record = model_record(model, fmt, graphs)
     (folder / "model.json").write_text(json.dumps(record, indent=2))
     manifest = {p.name: sha256(p) for p in sorted(folder.iterdir())}

@@ -21,6 +21,14 @@ def is_export_dir(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / "model.json").is_file()
 
 
+def export_folder_of(path: str | Path) -> Path:
+    """An export folder's ``model.json`` stands for its folder (what a file dialog can pick)."""
+    path = Path(path)
+    if path.name == "model.json" and path.is_file():
+        return path.parent
+    return path
+
+
 def load_on_backend(
     path: str | Path,
     backend: str | None = None,
@@ -35,6 +43,7 @@ def load_on_backend(
     """
     from mdss_core.model import MDSSModel
 
+    path = export_folder_of(path)
     if backend is None:
         backend = default_backend(path)
     if backend not in BACKENDS:
@@ -107,9 +116,15 @@ def load_export(
         raise ModelFileError(folder / "model.json", f"damaged export record ({exc})") from None
     if unlisted:
         raise ModelFileError(folder / unlisted[0], "graph not listed in manifest.json")
-    sessions = {name: _open(backend, folder / g["file"], precision) for name, g in graphs.items()}
+    # The SDF graph stays float32 whatever is asked: its |f| are small distances that bf16 wrecks
+    # (real cable glands: 3D map off by up to 12 z-units, docs/deployment.md).
+    sessions = {
+        name: _open(backend, folder / g["file"], "fp32" if name == "sdf" else precision)
+        for name, g in graphs.items()
+    }
     net = ExportedNet(config, sessions)
     training = {**record.get("training", {}), "backend": backend, "precision": precision}
+    training["int8_graphs"] = [n for n, g in graphs.items() if "int8" in g]
     name = record.get("name", folder.name)
     origin = record.get("teacher_origin", {})
     return MDSSModel(net, calibration, origin, training, name, "cpu", roi)

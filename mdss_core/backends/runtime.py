@@ -25,7 +25,7 @@ _OV_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
 def require(package: str) -> object:
     """Import ``package`` or raise one line saying which extra installs it."""
-    extra = {"onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino"}[package]
+    extra = {"onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino", "nncf": "int8"}[package]
     try:
         return __import__(package)
     except ImportError:

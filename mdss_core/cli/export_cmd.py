@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from mdss_core.backends.export import FORMATS
+from mdss_core.cli.arguments import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +18,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="onnx", choices=FORMATS)
     p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument(
+        "--int8",
+        type=Path,
+        metavar="DATA",
+        help="quantize the image graphs to int8 on normal scans of DATA (OpenVINO, needs nncf)",
+    )
+    p.add_argument("--category", help="category of --int8 DATA when it holds several")
+    p.add_argument(
+        "--scans", type=positive_int, default=16, help="normal scans for --int8 (default 16)"
+    )
     p.set_defaults(func=run)
 
 
@@ -25,10 +36,25 @@ def run(args: argparse.Namespace) -> int:
     from mdss_core.model import MDSSModel
 
     model = MDSSModel.load(args.model, device="cpu")
-    out = export_model(model, args.out, args.format, force=args.force)
+    samples = None if args.int8 is None else _normal_scans(args.int8, args.category, args.scans)
+    out = export_model(model, args.out, args.format, force=args.force, int8_samples=samples)
     print(f"exported '{model.name}' ({model.config.method}) as {args.format} to {out}:")
     for path in sorted(out.iterdir()):
         print(f"  {path.name:<16} {path.stat().st_size / 1e6:8.2f} MB")
     backend = "openvino" if args.format == "openvino" else "onnxruntime"
     print(f"run it with: mdss predict {out} SAMPLES --out DIR --backend {backend}")
     return 0
+
+
+def _normal_scans(data: Path, category: str | None, count: int) -> list:
+    """Up to ``count`` normal scans of ``data``, validation before train (never test)."""
+    from mdss_core.errors import DataError
+    from mdss_core.io import open_dataset
+
+    refs = [r for r in open_dataset(data, category=category) if r.label == 0]
+    refs.sort(key=lambda r: {"validation": 0, "train": 1}.get(r.split, 2))
+    refs = [r for r in refs if r.split != "test"] or refs
+    if not refs:
+        raise DataError(data, "no normal scans to calibrate the int8 graphs on")
+    print(f"calibrating int8 on {min(count, len(refs))} normal scans of {data}")
+    return [r.load() for r in refs[:count]]
