@@ -255,6 +255,16 @@ def test_bench_puts_backends_side_by_side(models, tiny_dataset, tmp_path):
     assert all(f"d.mdss [{b}]" in table for b in BENCH_BACKENDS)
 
 
+def test_bench_times_an_export_folder(exports, tiny_dataset):
+    from mdss_core.bench.models import compare_models
+
+    folder = exports["crd"]
+    result = compare_models([folder], tiny_dataset, samples=1, rounds=1, backends=["onnxruntime"])
+    row = result["models"][str(folder)]
+    on_disk = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    assert row["backend"] == "onnxruntime" and abs(row["file_mb"] - on_disk) < 0.1
+
+
 def test_bench_refuses_an_unknown_backend(capsys):
     from mdss_core.cli.main import main
 

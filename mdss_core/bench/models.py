@@ -52,7 +52,7 @@ def compare_models(
             "method": model.config.method,
             "preset": model.config.preset,
             "backend": backend,
-            "file_mb": mb(Path(path).stat().st_size),
+            "file_mb": mb(_size_on_disk(Path(path))),
             "params_mb": _weights_mb(model),
             "predict_peak_mb": mb(peak.bytes),
             "batch_per_s": _batched_rate(model, loaded),
@@ -82,6 +82,13 @@ def compare_models(
 def _load(path: Path, backend: str, device: str) -> Any:
     name, _, precision = backend.partition(":")
     return load_on_backend(path, name, device, precision or "fp32")
+
+
+def _size_on_disk(path: Path) -> int:
+    """A model file's size, or the sum of an export folder's files."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    return path.stat().st_size
 
 
 def _weights_mb(model: Any) -> float:
