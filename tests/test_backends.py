@@ -205,6 +205,9 @@ def test_missing_runtime_names_the_extra(monkeypatch, exports):
 def test_export_folder_refuses_torch_and_a_plain_folder(exports, tmp_path):
     from mdss_core.backends.load import load_on_backend
 
+    with pytest.raises(MDSSError, match="export it again"):
+        load_on_backend(exports["mdss"]).save(tmp_path / "x.mdss")
+    assert not (tmp_path / "x.mdss").exists()
     with pytest.raises(ModelFileError, match="onnxruntime or openvino"):
         load_on_backend(exports["mdss"], "torch")
     with pytest.raises(ModelFileError, match="not an mdss export folder"):

@@ -15,6 +15,7 @@ import numpy as np
 from mdss_core.backends.runtime import GraphSession, run_batched
 from mdss_core.config import MDSSConfig
 from mdss_core.devices import CPU_PATCHES_PER_PASS
+from mdss_core.errors import MDSSError
 from mdss_core.prediction import BranchMaps
 from mdss_core.preprocess.pipeline import PreparedSample
 from mdss_core.preprocess.ready import PatchSettings
@@ -49,6 +50,13 @@ class ExportedNet:
 
     def eval(self) -> ExportedNet:
         return self
+
+    def state_dict(self) -> dict:
+        """No tensors to write: refused in one line (``MDSSModel.save`` asks for them)."""
+        raise MDSSError(
+            "a model running on exported graphs cannot be saved as a .mdss file: change the "
+            ".mdss model and export it again"
+        )
 
     def branch_maps(
         self,
