@@ -146,6 +146,26 @@ def test_int8_export_quantizes_the_image_graph_only(models, tiny_dataset, test_s
         assert _max_diff(a, b) <= 0.5 * float(a.fused_map.max()), _max_diff(a, b)
 
 
+def test_export_can_recalibrate_on_its_own_graphs(models, tiny_dataset, tmp_path):
+    """Thresholds from the exported graphs' maps equal torch's recalibration on the same scans
+    (fp32), and the model they were exported from is not changed."""
+    import copy
+
+    from mdss_core.backends.export import export_model
+
+    model = models["crd"]
+    before = model.image_threshold
+    refs = [r for r in open_dataset(tiny_dataset) if r.label == 0 and r.split == "validation"]
+    out = export_model(model, tmp_path / "c", calibrate_refs=refs)
+    record = json.loads((out / "model.json").read_text())
+    twin = copy.copy(model)
+    twin.recalibrate(refs)
+    assert model.image_threshold == before
+    assert record["training"]["calibrated_with"] == "onnxruntime"
+    assert record["image_threshold"] == pytest.approx(twin.image_threshold, abs=ATOL)
+    assert record["pixel_threshold"] == pytest.approx(twin.pixel_threshold, abs=ATOL)
+
+
 def test_int8_needs_openvino_format(models, tmp_path):
     from mdss_core.backends.export import export_model
 

@@ -16,6 +16,7 @@ and an existing non-empty folder is only replaced with ``force``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -42,11 +43,13 @@ def export_model(
     fmt: str = "onnx",
     force: bool = False,
     int8_samples: Sequence[Any] | None = None,
+    calibrate_refs: Sequence[Any] | None = None,
 ) -> Path:
     """Write ``model`` (an ``MDSSModel`` with a torch net) as a deployment folder ``out``.
 
     ``int8_samples`` (loaded normal samples; OpenVINO only): quantize the image graphs to int8
-    on them (:mod:`mdss_core.backends.quantize`)."""
+    on them (:mod:`mdss_core.backends.quantize`). ``calibrate_refs`` (normal sample refs):
+    fusion statistics and thresholds again, from the exported graphs' own maps."""
     if fmt not in FORMATS:
         raise MDSSError(f"unknown export format '{fmt}' (choose {', '.join(FORMATS)})")
     if int8_samples is not None and fmt != "openvino":
@@ -65,7 +68,7 @@ def export_model(
     except OSError as exc:
         raise WriteError(out, cause(exc)) from None
     try:
-        write_export(model, work, fmt, int8_samples)
+        write_export(model, work, fmt, int8_samples, calibrate_refs)
         _swap_into_place(work, out)
     except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
@@ -76,7 +79,11 @@ def export_model(
 
 
 def write_export(
-    model: Any, folder: Path, fmt: str = "onnx", int8_samples: Sequence[Any] | None = None
+    model: Any,
+    folder: Path,
+    fmt: str = "onnx",
+    int8_samples: Sequence[Any] | None = None,
+    calibrate_refs: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """The graphs, ``model.json`` and ``manifest.json`` into an existing empty ``folder``."""
     from mdss_core.backends.graphs import detector_graphs
@@ -99,6 +106,8 @@ def write_export(
         from mdss_core.backends.quantize import calibration_inputs, quantize_ir
 
         quantize_ir(folder, graphs, calibration_inputs(model, int8_samples))
+    if calibrate_refs is not None:
+        model = calibrated_on_graphs(model, folder, fmt, graphs, calibrate_refs)
     record = model_record(model, fmt, graphs)
     (folder / "model.json").write_text(json.dumps(record, indent=2))
     manifest = {p.name: sha256(p) for p in sorted(folder.iterdir())}
@@ -127,6 +136,23 @@ def export_graph(module: Any, example: tuple, path: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+
+
+def calibrated_on_graphs(
+    model: Any, folder: Path, fmt: str, graphs: dict[str, Any], refs: Sequence[Any]
+) -> Any:
+    """A copy of ``model`` recalibrated with the graphs in ``folder`` running its networks
+    (thresholds that fit int8 graphs, say); ``model`` itself is unchanged."""
+    from mdss_core.backends.exported import ExportedNet
+    from mdss_core.backends.runtime import GraphSession
+
+    backend = "openvino" if fmt == "openvino" else "onnxruntime"
+    sessions = {name: GraphSession(backend, folder / g["file"]) for name, g in graphs.items()}
+    twin = copy.copy(model)
+    twin.net = ExportedNet(model.config, sessions)
+    twin.recalibrate(refs)
+    twin.training = {**twin.training, "calibrated_with": backend}
+    return twin
 
 
 def _to_openvino(onnx_path: Path) -> list[str]:

@@ -4,6 +4,7 @@ without the training stack (see ``docs/deployment.md`` and ``mdss_core.backends.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from mdss_core.backends.export import FORMATS
@@ -24,7 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DATA",
         help="quantize the image graphs to int8 on normal scans of DATA (OpenVINO, needs nncf)",
     )
-    p.add_argument("--category", help="category of --int8 DATA when it holds several")
+    p.add_argument(
+        "--calibrate",
+        type=Path,
+        metavar="DATA",
+        help="thresholds again from the exported graphs' maps of DATA's normal validation scans",
+    )
+    p.add_argument("--category", help="category of --int8 / --calibrate DATA")
     p.add_argument(
         "--scans", type=positive_int, default=16, help="normal scans for --int8 (default 16)"
     )
@@ -36,8 +43,24 @@ def run(args: argparse.Namespace) -> int:
     from mdss_core.model import MDSSModel
 
     model = MDSSModel.load(args.model, device="cpu")
-    samples = None if args.int8 is None else _normal_scans(args.int8, args.category, args.scans)
-    out = export_model(model, args.out, args.format, force=args.force, int8_samples=samples)
+    samples = None
+    if args.int8 is not None:
+        refs = _normal_refs(args.int8, args.category)[: args.scans]
+        print(f"calibrating int8 on {len(refs)} normal scans of {args.int8}")
+        samples = [r.load() for r in refs]
+    calibrate = None
+    if args.calibrate is not None:
+        calibrate = _normal_refs(args.calibrate, args.category)
+        splits = {r.split for r in calibrate} & {"validation"}
+        calibrate = [r for r in calibrate if r.split in splits] if splits else calibrate
+    out = export_model(model, args.out, args.format, args.force, samples, calibrate)
+    if calibrate is not None:
+        record = json.loads((out / "model.json").read_text())
+        print(
+            f"thresholds from {len(calibrate)} normal scans on the exported graphs: image "
+            f"{model.image_threshold:.5g} → {record['image_threshold']:.5g}, pixel "
+            f"{model.pixel_threshold:.5g} → {record['pixel_threshold']:.5g}"
+        )
     print(f"exported '{model.name}' ({model.config.method}) as {args.format} to {out}:")
     for path in sorted(out.iterdir()):
         print(f"  {path.name:<16} {path.stat().st_size / 1e6:8.2f} MB")
@@ -46,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _normal_scans(data: Path, category: str | None, count: int) -> list:
-    """Up to ``count`` normal scans of ``data``, validation before train (never test)."""
+def _normal_refs(data: Path, category: str | None) -> list:
+    """The normal scans of ``data``, validation before train; test ones only when there is
+    nothing else (a folder of good parts)."""
     from mdss_core.errors import DataError
     from mdss_core.io import open_dataset
 
@@ -55,6 +79,5 @@ def _normal_scans(data: Path, category: str | None, count: int) -> list:
     refs.sort(key=lambda r: {"validation": 0, "train": 1}.get(r.split, 2))
     refs = [r for r in refs if r.split != "test"] or refs
     if not refs:
-        raise DataError(data, "no normal scans to calibrate the int8 graphs on")
-    print(f"calibrating int8 on {min(count, len(refs))} normal scans of {data}")
-    return [r.load() for r in refs[:count]]
+        raise DataError(data, "no normal scans to calibrate on")
+    return refs
