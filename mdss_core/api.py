@@ -105,11 +105,13 @@ def _file_errors(path: str | Path, what: str) -> Iterator[None]:
         raise ModelFileError(path, f"{what} ({first_line(exc)})") from None
 
 
-def load_model(path: str | Path, device: str = "auto") -> Model:
-    from mdss_core.model import MDSSModel
+def load_model(path: str | Path, device: str = "auto", backend: str | None = None) -> Model:
+    """A ``.mdss`` file (torch unless ``backend`` names a runtime) or an ``mdss export``
+    folder (on its own runtime unless ``backend`` says otherwise)."""
+    from mdss_core.backends.load import load_on_backend
 
     with _file_errors(path, "not a usable model file"):
-        return MDSSModel.load(path, device=device)
+        return load_on_backend(path, backend, device)
 
 
 def fit_model(

@@ -7,7 +7,7 @@ once. The networks' training loops live beside them (``rgb/train.py``, ``geometr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -62,41 +62,24 @@ class MDSSNet(nn.Module):
         """
         if patches is None:
             patches = [self.patch_settings.cut(p.points) for p in prepared]
-        student_maps = self.student_maps(prepared)
-        grids = self.point_grids(prepared, patches)
-        sigma = self.config.sdf_blur_sigma
-        return [
-            BranchMaps(
-                rgb=maps[0],
-                sdf=blur_score_grid(grid, sigma),
-                point_grid=grid,
-                normals=maps[1] if len(maps) > 1 else None,
-            )
-            for maps, grid in zip(student_maps, grids, strict=True)
-        ]
+        return mdss_branch_maps(prepared, patches, self.run_rgb, self.run_sdf, self.config)
+
+    def run_rgb(self, images: np.ndarray, normals: np.ndarray | None) -> np.ndarray:
+        """The RGB branch's torch part (an :data:`RGBRunner`): raw N×G×S×S maps."""
+        per_pass = images_per_pass(self.device, len(images))
+        return self.rgb.map_groups(images, normals, batch_size=per_pass, amp=self.config.rgb.amp)
+
+    def run_sdf(self, points: np.ndarray, patches: np.ndarray) -> np.ndarray:
+        """The SDF network's torch part (an :data:`SDFRunner`): each point's best |sdf|."""
+        return point_scores(self.sdf, points, patches, self.device)
 
     def rgb_maps(self, prepared: Sequence[PreparedSample]) -> list[np.ndarray]:
         """The colour map of each sample (see :meth:`student_maps`)."""
         return [maps[0] for maps in self.student_maps(prepared)]
 
     def student_maps(self, prepared: Sequence[PreparedSample]) -> list[np.ndarray]:
-        """The RGB branch alone: G×S×S student–teacher maps per sample (colour, then the
-        normal image when the student sees it), zero outside the dilated foreground, blurred
-        by ``config.rgb_blur_sigma``."""
-        images = np.stack([p.rgb for p in prepared])
-        normals = normal_images(prepared) if self.rgb.groups == 2 else None
-        per_pass = images_per_pass(self.device, len(prepared))
-        maps = self.rgb.map_groups(images, normals, batch_size=per_pass, amp=self.config.rgb.amp)
-        sigma = self.config.rgb_blur_sigma
-        out = []
-        for p, sample_maps in zip(prepared, maps, strict=True):
-            # Background pixels are outside what the student was taught (masked loss): zero them.
-            kept = np.where(p.foreground_mask, sample_maps, 0.0).astype(np.float32)
-            if sigma > 0:
-                # A single cell's spike is noise more often than a defect (docs/experiments.md).
-                kept = np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in kept])
-            out.append(kept)
-        return out
+        """The RGB branch alone (see :func:`student_maps`)."""
+        return student_maps(prepared, self.run_rgb, self.config, self.rgb.groups)
 
     def point_grids(
         self, prepared: Sequence[PreparedSample], patches: Sequence[np.ndarray]
@@ -105,10 +88,78 @@ class MDSSNet(nn.Module):
         return sdf_point_grids(self.sdf, self.device, prepared, patches)
 
 
+# The torch part of each branch as a plain callable, so that the same numpy post-processing
+# runs after torch and after an exported graph (``mdss_core.backends``).
+RGBRunner = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+"""uint8 N×S×S×3 colour images (+ normal images or None) → raw N×G×S×S float32 maps."""
+SDFRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(N, 3) points, (P, k) patch index → (N,) best |sdf| per point (0 outside every patch)."""
+
+
+def mdss_branch_maps(
+    prepared: Sequence[PreparedSample],
+    patches: Sequence[np.ndarray],
+    run_rgb: RGBRunner,
+    run_sdf: SDFRunner,
+    config: MDSSConfig,
+) -> list[BranchMaps]:
+    """MDSS's maps of a batch from its two runners: the post-processing every backend shares."""
+    groups = 2 if config.rgb.normals else 1
+    rgb_maps = student_maps(prepared, run_rgb, config, groups)
+    grids = point_grids_of(run_sdf, prepared, patches)
+    sigma = config.sdf_blur_sigma
+    return [
+        BranchMaps(
+            rgb=maps[0],
+            sdf=blur_score_grid(grid, sigma),
+            point_grid=grid,
+            normals=maps[1] if len(maps) > 1 else None,
+        )
+        for maps, grid in zip(rgb_maps, grids, strict=True)
+    ]
+
+
+def student_maps(
+    prepared: Sequence[PreparedSample], run_rgb: RGBRunner, config: MDSSConfig, groups: int
+) -> list[np.ndarray]:
+    """G×S×S student–teacher maps per sample (colour, then the normal image when the student
+    sees it), zero outside the dilated foreground, blurred by ``config.rgb_blur_sigma``."""
+    images = np.stack([p.rgb for p in prepared])
+    normals = normal_images(prepared) if groups == 2 else None
+    maps = run_rgb(images, normals)
+    return [
+        masked_blur(sample_maps, p.foreground_mask, config.rgb_blur_sigma)
+        for p, sample_maps in zip(prepared, maps, strict=True)
+    ]
+
+
+def masked_blur(maps: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 maps (S×S or G×S×S) zeroed outside ``mask``, each Gaussian-blurred by ``sigma``.
+
+    Background pixels are outside what the networks were taught (masked loss): zeroed. A
+    single cell's spike is noise more often than a defect (docs/experiments.md): blurred.
+    """
+    kept = np.where(mask, maps, 0.0).astype(np.float32)
+    if sigma <= 0:
+        return kept
+    if kept.ndim == 2:
+        return cv2.GaussianBlur(kept, (0, 0), sigma)
+    return np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in kept])
+
+
 def sdf_point_grids(
     sdf: SDFNet, device: str, prepared: Sequence[PreparedSample], patches: Sequence[np.ndarray]
 ) -> list[np.ndarray]:
-    """Each point's |sdf| at its pixel (unblurred S×S grids), the SDF network run once.
+    """Each point's |sdf| at its pixel (unblurred S×S grids), the SDF network run once."""
+    return point_grids_of(
+        lambda points, index: point_scores(sdf, points, index, device), prepared, patches
+    )
+
+
+def point_grids_of(
+    run_sdf: SDFRunner, prepared: Sequence[PreparedSample], patches: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Each point's |sdf| at its pixel (unblurred S×S grids), ``run_sdf`` called once.
 
     The clouds are stacked and each patch table shifted by its cloud's offset; a patch never
     spans two clouds, so every point keeps the minimum over its own sample's patches.
@@ -117,7 +168,7 @@ def sdf_point_grids(
     offsets = np.cumsum([0, *counts[:-1]])
     points = np.concatenate([p.points for p in prepared])
     index = np.concatenate([table + offset for table, offset in zip(patches, offsets, strict=True)])
-    scores = point_scores(sdf, points, index, device)
+    scores = run_sdf(points, index)
     return [
         scores_to_map(part, p.pixel_index, p.size, sigma=0)
         for p, part in zip(prepared, np.split(scores, np.cumsum(counts)[:-1]), strict=True)

@@ -34,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="samples for --models (a folder or category)")
     p.add_argument("--samples", type=int, default=8, help="samples for --models")
     p.add_argument("--rounds", type=int, default=3, help="alternated rounds for --models")
+    p.add_argument(
+        "--backends",
+        type=_backend_list,
+        default=["torch"],
+        help="for --models: comma-separated torch, onnxruntime, openvino[:fp16|bf16]",
+    )
     p.set_defaults(func=run)
 
 
@@ -50,10 +56,21 @@ def _compare(args: argparse.Namespace) -> dict:
         raise DataError("--models", "needs --data: the samples to time the models on")
     result = compare_models(
         args.models, args.data, args.samples, args.rounds, resolve_device(args.device),
-        ProgressBar(),
+        ProgressBar(), backends=args.backends,
     )  # fmt: skip
     print(format_models(result))
     return result
+
+
+def _backend_list(text: str) -> list[str]:
+    from mdss_core.backends.runtime import BACKENDS, PRECISIONS
+
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    for item in items:
+        name, _, precision = item.partition(":")
+        if name not in BACKENDS or (precision and precision not in PRECISIONS):
+            raise argparse.ArgumentTypeError(f"unknown backend '{item}'")
+    return items
 
 
 def _synthetic(args: argparse.Namespace) -> dict:

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "mdss_core.cli.teacher_cmd",
     "mdss_core.cli.demo_cmd",
     "mdss_core.cli.bench_cmd",
+    "mdss_core.cli.export_cmd",
 )
 
 EXIT_ERROR = 2  # bad input, I/O failure, damaged file, out of memory

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mdss_core.backends.runtime import BACKENDS
 from mdss_core.cli.arguments import non_negative_int, positive_int
 from mdss_core.cli.progress_bar import ProgressBar, end_open_line
 from mdss_core.devices import DEVICE_CHOICES
@@ -25,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--category", help="category when an input holds several")
     p.add_argument("--split", help="only this split (e.g. test)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="what runs the networks (default: torch; an export folder: its own runtime)",
+    )
     p.add_argument("--no-png", action="store_true", help="skip the PNG overlays")
     p.add_argument(
         "--batch",
@@ -60,19 +66,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mdss_core import api
     from mdss_core.atomic import ensure_writable_folder
+    from mdss_core.backends.load import load_on_backend
     from mdss_core.cluster.journal import start_journal
     from mdss_core.errors import MDSSError
     from mdss_core.export import ResultWriter
     from mdss_core.io import open_dataset
-    from mdss_core.model import MDSSModel
 
     if args.ray is not None or args.resume:  # Ray and resumed runs: mdss_core.cluster
+        if args.backend not in (None, "torch"):
+            raise MDSSError("--ray and --resume run the torch backend (drop --backend)")
         from mdss_core.cli.predict_cluster import run as run_resumable
 
         return run_resumable(args)
-    model = MDSSModel.load(args.model, device=args.device)
+    model = load_on_backend(args.model, args.backend, args.device)
     origin = model.teacher_origin
-    print(f"model '{model.name}' (teacher: {describe_teacher(origin)}) on {model.device}")
+    backend = getattr(model.net, "backend", "torch")
+    where = model.device if backend == "torch" else f"{backend} (cpu)"
+    print(f"model '{model.name}' (teacher: {describe_teacher(origin)}) on {where}")
     refs = []
     for path in args.inputs:
         refs += list(open_dataset(path, category=args.category, split=args.split))

@@ -8,10 +8,9 @@ Prediction, calibration, evaluation and the GUI therefore never ask which detect
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -21,6 +20,7 @@ from mdss_core.config import MDSSConfig
 from mdss_core.crd.inputs import images_3d, images_rgb
 from mdss_core.crd.network import CRDBranch, ImageNorm, branch_channels, rd_map
 from mdss_core.devices import images_per_pass
+from mdss_core.net import masked_blur
 from mdss_core.prediction import BranchMaps
 from mdss_core.preprocess.pipeline import PreparedSample
 
@@ -85,33 +85,41 @@ class CRDNet(nn.Module):
             m_geo = rd_map(t_geo, self.geo_branch.students(t_geo, t_rgb), size)
         return m_rgb.cpu().numpy(), m_geo.cpu().numpy()
 
+    def run_maps(self, rgb: np.ndarray, geo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The torch part (a :data:`CRDRunner`): raw maps of both branches, in passes."""
+        per_pass = images_per_pass(self.device, len(rgb))
+        parts = [
+            self.maps_of(rgb[i : i + per_pass], geo[i : i + per_pass])
+            for i in range(0, len(rgb), per_pass)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     # ------------------------------------------------------------------ the detector seam
     def branch_maps(
         self,
         prepared: Sequence[PreparedSample],
         patches: Sequence[np.ndarray] | None = None,
     ) -> list[BranchMaps]:
-        """Each sample's maps at model size, zero outside the dilated foreground (the part:
-        the table and fixtures around it are not inspected), blurred by ``crd.blur_sigma``.
-        ``patches`` is accepted for the common interface and not used."""
-        rgb = images_rgb(prepared)
-        geo = images_3d(prepared, self.config.crd.input_3d)
-        per_pass = images_per_pass(self.device, len(prepared))
-        parts = [
-            self.maps_of(rgb[i : i + per_pass], geo[i : i + per_pass])
-            for i in range(0, len(prepared), per_pass)
-        ]
-        rgb_maps = np.concatenate([p[0] for p in parts])
-        geo_maps = np.concatenate([p[1] for p in parts])
-        sigma = self.config.crd.blur_sigma
-        out = []
-        for p, m_rgb, m_geo in zip(prepared, rgb_maps, geo_maps, strict=True):
-            m_rgb, m_geo = (self._finish(m, p.foreground_mask, sigma) for m in (m_rgb, m_geo))
-            grid = np.where(p.object_mask, m_geo, 0.0).astype(np.float32)
-            out.append(BranchMaps(rgb=m_rgb, sdf=m_geo, point_grid=grid))
-        return out
+        """Each sample's maps at model size (see :func:`crd_branch_maps`); ``patches`` is
+        accepted for the common interface and not used."""
+        return crd_branch_maps(prepared, self.run_maps, self.config)
 
-    @staticmethod
-    def _finish(score_map: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-        kept = np.where(mask, score_map, 0.0).astype(np.float32)
-        return cv2.GaussianBlur(kept, (0, 0), sigma) if sigma > 0 else kept
+
+CRDRunner = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""uint8 N×S×S×3 colour and 3D images → raw N×S×S maps of the colour and 3D branches."""
+
+
+def crd_branch_maps(
+    prepared: Sequence[PreparedSample], run_maps: CRDRunner, config: MDSSConfig
+) -> list[BranchMaps]:
+    """CRD's maps from its runner, zero outside the dilated foreground (the part: the table
+    and fixtures around it are not inspected), blurred by ``crd.blur_sigma``: the
+    post-processing every backend shares."""
+    rgb_maps, geo_maps = run_maps(images_rgb(prepared), images_3d(prepared, config.crd.input_3d))
+    sigma = config.crd.blur_sigma
+    out = []
+    for p, m_rgb, m_geo in zip(prepared, rgb_maps, geo_maps, strict=True):
+        m_rgb, m_geo = (masked_blur(m, p.foreground_mask, sigma) for m in (m_rgb, m_geo))
+        grid = np.where(p.object_mask, m_geo, 0.0).astype(np.float32)
+        out.append(BranchMaps(rgb=m_rgb, sdf=m_geo, point_grid=grid))
+    return out

@@ -7,10 +7,9 @@ them; fusion (``zmax`` with top-100 mean) sums their z-scores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -20,9 +19,9 @@ from mdss_core.config import MDSSConfig
 from mdss_core.crd.network import ImageNorm, branch_channels, rd_map
 from mdss_core.devices import images_per_pass
 from mdss_core.dmgrd.network import GuidedStudent
-from mdss_core.geometry.infer import blur_score_grid
+from mdss_core.geometry.infer import blur_score_grid, point_scores
 from mdss_core.geometry.network import SDFNet, build_sdf_net
-from mdss_core.net import sdf_point_grids
+from mdss_core.net import SDFRunner, masked_blur, point_grids_of
 from mdss_core.prediction import BranchMaps
 from mdss_core.preprocess.pipeline import PreparedSample
 from mdss_core.preprocess.ready import PatchSettings
@@ -91,18 +90,31 @@ class DMGRDNet(nn.Module):
         prepared: Sequence[PreparedSample],
         patches: Sequence[np.ndarray] | None = None,
     ) -> list[BranchMaps]:
-        """Each sample's maps at model size (RGB zero outside the dilated foreground and
-        blurred by ``dmgrd.blur_sigma``; 3D as MDSS)."""
+        """Each sample's maps at model size (see :func:`dmgrd_branch_maps`)."""
         if patches is None:
             patches = [self.patch_settings.cut(p.points) for p in prepared]
-        raw = self.rgb_maps(np.stack([p.rgb for p in prepared]))
-        grids = sdf_point_grids(self.sdf, self.device, prepared, patches)
-        sigma = self.config.dmgrd.blur_sigma
-        out = []
-        for p, m, grid in zip(prepared, raw, grids, strict=True):
-            kept = np.where(p.foreground_mask, m, 0.0).astype(np.float32)
-            if sigma > 0:
-                kept = cv2.GaussianBlur(kept, (0, 0), sigma)
-            sdf_map = blur_score_grid(grid, self.config.sdf_blur_sigma)
-            out.append(BranchMaps(rgb=kept, sdf=sdf_map, point_grid=grid))
-        return out
+        return dmgrd_branch_maps(prepared, patches, self.rgb_maps, self.run_sdf, self.config)
+
+    def run_sdf(self, points: np.ndarray, patches: np.ndarray) -> np.ndarray:
+        """The SDF network's torch part (an :data:`~mdss_core.net.SDFRunner`)."""
+        return point_scores(self.sdf, points, patches, self.device)
+
+
+def dmgrd_branch_maps(
+    prepared: Sequence[PreparedSample],
+    patches: Sequence[np.ndarray],
+    run_rgb: Callable[[np.ndarray], np.ndarray],
+    run_sdf: SDFRunner,
+    config: MDSSConfig,
+) -> list[BranchMaps]:
+    """DM-GRD's maps from its runners (``run_rgb``: uint8 images → raw N×S×S maps): RGB zero
+    outside the dilated foreground and blurred by ``dmgrd.blur_sigma``; 3D as MDSS. The
+    post-processing every backend shares."""
+    raw = run_rgb(np.stack([p.rgb for p in prepared]))
+    grids = point_grids_of(run_sdf, prepared, patches)
+    out = []
+    for p, m, grid in zip(prepared, raw, grids, strict=True):
+        kept = masked_blur(m, p.foreground_mask, config.dmgrd.blur_sigma)
+        sdf_map = blur_score_grid(grid, config.sdf_blur_sigma)
+        out.append(BranchMaps(rgb=kept, sdf=sdf_map, point_grid=grid))
+    return out
