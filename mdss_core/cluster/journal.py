@@ -72,7 +72,17 @@ class RunJournal:
 
 def journal_header(model_path: str | Path, overlays: Sequence[str]) -> dict[str, Any]:
     """What a resumed run must share with the run it continues."""
-    return {"model_sha256": file_sha256(model_path), "overlays": list(overlays)}
+    return {"model_sha256": model_sha256(model_path), "overlays": list(overlays)}
+
+
+def model_sha256(model_path: str | Path) -> str:
+    """The model's identity: the file's sha256, or for an export folder (or its
+    ``model.json``) its manifest's, which holds the sha256 of every file in it."""
+    path = Path(model_path)
+    folder = path if path.is_dir() else path.parent if path.name == "model.json" else None
+    if folder is not None and (folder / "manifest.json").is_file():
+        return file_sha256(folder / "manifest.json")
+    return file_sha256(path)
 
 
 def start_journal(
