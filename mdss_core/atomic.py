@@ -61,7 +61,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], sync: bool = F
     try:
         write(tmp)
         if sync:
-            _fsync(tmp)
+            fsync_path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; keep the user's usual mode
         os.replace(tmp, path)
     except BaseException as exc:
@@ -78,7 +78,7 @@ def write_bytes_atomic(path: str | Path, data: bytes, sync: bool = False) -> Pat
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), sync=sync)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -45,13 +45,13 @@ def main() -> int:
         source = args.fit_from
         MDSSModel.fit = classmethod(lambda cls, *a, **k: cls.load(source, device="cpu"))
     if args.pause == "save":
-        real_fsync = atomic._fsync
+        real_fsync = atomic.fsync_path
 
         def fsync_then_pause(path):
             real_fsync(path)
             _pause()
 
-        atomic._fsync = fsync_then_pause
+        atomic.fsync_path = fsync_then_pause
     elif args.pause == "written":
         real_add = export.ResultWriter.add
 

@@ -8,7 +8,6 @@ model. A user may point mdss at their own torchvision ``mobilenet_v2`` state dic
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +22,7 @@ from mdss_core.backbones.mobilenet_v2 import (
     read_state_dict,
 )
 from mdss_core.errors import ModelFileError
+from mdss_core.hashing import file_sha256
 
 BACKBONES = ("mobilenet_v2",)
 SHIPPED_DIR = ("backbones",)
@@ -73,14 +73,6 @@ def read_card(path: Path) -> BackboneCard:
         raise ModelFileError(path, "backbone card not found (broken install?)") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(path, f"unreadable backbone card ({exc})") from None
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,6 @@ and an existing non-empty folder is only replaced with ``force``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -27,9 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mdss_core.atomic import fsync_path
 from mdss_core.backends.runtime import require
 from mdss_core.errors import MDSSError, WriteError
 from mdss_core.failures import cause
+from mdss_core.hashing import file_sha256 as sha256
 
 EXPORT_FORMAT = "mdss-export"
 EXPORT_VERSION = 1
@@ -113,7 +114,7 @@ def write_export(
     manifest = {p.name: sha256(p) for p in sorted(folder.iterdir())}
     (folder / "manifest.json").write_text(json.dumps({"sha256": manifest}, indent=2))
     for path in folder.iterdir():
-        _fsync(path)
+        fsync_path(path)
     return record
 
 
@@ -186,22 +187,6 @@ def model_record(model: Any, fmt: str, graphs: dict[str, Any]) -> dict[str, Any]
         },
         "graphs": graphs,
     }
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _swap_into_place(work: Path, out: Path) -> None:

@@ -10,7 +10,6 @@ settings wrote the run, so that a resume never mixes two models' results in one 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -23,18 +22,11 @@ from mdss_core.atomic import write_bytes_atomic
 from mdss_core.errors import MDSSError, WriteError
 from mdss_core.export import sample_identity
 from mdss_core.failures import cause
+from mdss_core.hashing import file_sha256
 
 JOURNAL_NAME = ".mdss-journal.jsonl"
 FORMAT = "mdss-predict-journal"
 VERSION = 1
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class RunJournal:

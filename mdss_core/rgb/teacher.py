@@ -10,7 +10,6 @@ Accepted files (all read without unpickling arbitrary objects):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
@@ -21,6 +20,7 @@ import torch
 
 from mdss_core.atomic import sweep_stale_temps, write_bytes_atomic
 from mdss_core.errors import ModelFileError
+from mdss_core.hashing import file_sha256
 from mdss_core.rgb.pdn import PDN, PDN_OUT_CHANNELS, PDN_SIZES, conv_indices, init_pdn_
 
 MDSS_TEACHER_FORMAT = "mdss-teacher"
@@ -32,14 +32,6 @@ _ANOMALIB_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)conv(?P<layer>\d+)\.(?P<kind>
 _NELSON_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<layer>\d+)\.(?P<kind>weight|bias)$")
 # Sequential state dicts wrapped by training scripts.
 _WRAPPER_KEYS = ("state_dict", "model", "teacher")
-
-
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_teacher(size: str = "small", seed: int = 0) -> tuple[PDN, dict[str, Any]]:
