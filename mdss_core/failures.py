@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import tifffile
@@ -65,3 +67,21 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, DECODER_ERRORS):
         return f"damaged file ({type(exc).__name__}: {first_line(exc)})"
     return None
+
+
+def stopped_early(exc: BaseException, written: int, total: int, out: str | Path) -> BaseException:
+    """The error to report when ``mdss predict`` (plain, resumed or on Ray) stops early: what
+    failed, plus what is on disk.
+
+    ``scores.csv`` is written once, after the last sample, so it never lists a subset; the
+    per-sample files written before the failure are complete (each written atomically).
+    Interrupts and bugs are returned as they are, after a line saying what was written.
+    """
+    note = f"{written} of {total} samples written to {out}; scores.csv not written"
+    if written:
+        note += " (rerun with --resume to score only the rest)"
+    message = describe(exc)
+    if message is None:
+        print(f"mdss: {note}", file=sys.stderr)
+        return exc
+    return MDSSError(f"{message} ({note})")

@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from mdss_core.cluster.predict_run import RunOptions, RunSummary, predict_to_folder
     from mdss_core.cluster.ray_env import import_ray
     from mdss_core.errors import MDSSError
-    from mdss_core.failures import describe
+    from mdss_core.failures import stopped_early
     from mdss_core.io import open_dataset
 
     if args.ray is not None:
@@ -39,14 +39,10 @@ def run(args: argparse.Namespace) -> int:
     except BaseException as exc:  # Ctrl+C included: say what is on disk, and how to go on
         end_open_line()
         done = summary.written + summary.restored
-        note = f"{done} of {len(refs)} samples written to {args.out}"
-        if done:
-            note += "; rerun with --resume to score only the rest"
-        message = describe(exc)
-        if message is None:
-            print(f"mdss: {note}", file=sys.stderr)
+        failure = stopped_early(exc, done, len(refs), args.out)
+        if failure is exc:
             raise
-        raise MDSSError(f"{message} ({note})") from exc
+        raise failure from exc
     end_open_line()
     done = summary.written + summary.restored
     again = f" ({summary.restored} written by the interrupted run)" if summary.restored else ""

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from mdss_core.cluster.journal import start_journal
     from mdss_core.errors import MDSSError
     from mdss_core.export import ResultWriter
+    from mdss_core.failures import stopped_early
     from mdss_core.io import open_dataset
 
     if args.ray is not None or args.resume:  # Ray and resumed runs: mdss_core.cluster
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             raise skipped[0]  # nothing scored: no scores.csv, the first failure says why
         csv_path = writer.close()
     except BaseException as exc:  # Ctrl+C and bugs included: say what is on disk either way
-        failure = partial_failure(exc, writer.written, len(refs), out)
+        failure = stopped_early(exc, writer.written, len(refs), out)
         if failure is exc:
             raise
         raise failure from exc
@@ -129,23 +130,3 @@ def _report_skipped(errors: list[Exception]) -> None:
     end_open_line()
     for error in errors:
         print(f"mdss: skipped {error}", file=sys.stderr)
-
-
-def partial_failure(exc: BaseException, written: int, total: int, out: Path) -> BaseException:
-    """The error to report when predict stops early: what failed, plus what is on disk.
-
-    ``scores.csv`` is written once, after the last sample, so it never lists a subset; the
-    per-sample files written before the failure are complete (each written atomically).
-    Interrupts and bugs are returned as they are, after a line saying what was written.
-    """
-    from mdss_core.errors import MDSSError
-    from mdss_core.failures import describe
-
-    note = f"{written} of {total} samples written to {out}; scores.csv not written"
-    if written:
-        note += " (rerun with --resume to score only the rest)"
-    message = describe(exc)
-    if message is None:
-        print(f"mdss: {note}", file=sys.stderr)
-        return exc
-    return MDSSError(f"{message} ({note})")
