@@ -48,8 +48,7 @@ class MDSSNet(nn.Module):
     @property
     def patch_settings(self) -> PatchSettings:
         """How the 3D branch cuts a cloud into patches."""
-        sdf = self.config.sdf
-        return PatchSettings(sdf.points_per_patch, sdf.coverage, self.config.seed)
+        return sdf_patch_settings(self.config)
 
     def branch_maps(
         self,
@@ -145,6 +144,11 @@ def masked_blur(maps: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     if kept.ndim == 2:
         return cv2.GaussianBlur(kept, (0, 0), sigma)
     return np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in kept])
+
+
+def sdf_patch_settings(config: MDSSConfig) -> PatchSettings:
+    """How an SDF network (MDSS's, or DM-GRD's 3D branch) cuts a cloud into patches."""
+    return PatchSettings(config.sdf.points_per_patch, config.sdf.coverage, config.seed)
 
 
 def sdf_point_grids(

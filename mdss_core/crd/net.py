@@ -18,7 +18,7 @@ from torch import nn
 from mdss_core.backbones.mobilenet_v2 import MobileNetV2Features
 from mdss_core.config import MDSSConfig
 from mdss_core.crd.inputs import images_3d, images_rgb
-from mdss_core.crd.network import CRDBranch, ImageNorm, branch_channels, rd_map
+from mdss_core.crd.network import CRDBranch, ImageNorm, branch_channels, frozen_features, rd_map
 from mdss_core.devices import images_per_pass
 from mdss_core.net import masked_blur
 from mdss_core.prediction import BranchMaps
@@ -70,10 +70,7 @@ class CRDNet(nn.Module):
     # ------------------------------------------------------------------ features
     def teacher_features(self, images: np.ndarray) -> list[torch.Tensor]:
         """Teacher features of uint8 N×S×S×3 images (on the model's device, no gradient)."""
-        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        batch = batch.permute(0, 3, 1, 2).float()
-        with torch.no_grad():
-            return self.teacher(self.norm(batch))
+        return frozen_features(self.teacher, self.norm, images, self.device)
 
     def maps_of(self, rgb: np.ndarray, geo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw (unmasked, unblurred) N×S×S maps of both branches for one pass."""

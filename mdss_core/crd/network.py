@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -176,6 +177,15 @@ class ImageNorm(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
+
+
+def frozen_features(
+    teacher: nn.Module, norm: ImageNorm, images: np.ndarray, device: str
+) -> list[torch.Tensor]:
+    """A frozen teacher's features of uint8 N×S×S×3 images, on ``device``, without gradient."""
+    batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    with torch.no_grad():
+        return teacher(norm(batch.permute(0, 3, 1, 2).float()))
 
 
 def branch_channels(blocks: Sequence[int]) -> tuple[int, int, int]:

@@ -16,12 +16,12 @@ from torch import nn
 
 from mdss_core.backbones.mobilenet_v2 import MobileNetV2Features
 from mdss_core.config import MDSSConfig
-from mdss_core.crd.network import ImageNorm, branch_channels, rd_map
+from mdss_core.crd.network import ImageNorm, branch_channels, frozen_features, rd_map
 from mdss_core.devices import images_per_pass
 from mdss_core.dmgrd.network import GuidedStudent
 from mdss_core.geometry.infer import blur_score_grid, point_scores
 from mdss_core.geometry.network import SDFNet, build_sdf_net
-from mdss_core.net import SDFRunner, masked_blur, point_grids_of
+from mdss_core.net import SDFRunner, masked_blur, point_grids_of, sdf_patch_settings
 from mdss_core.prediction import BranchMaps
 from mdss_core.preprocess.pipeline import PreparedSample
 from mdss_core.preprocess.ready import PatchSettings
@@ -66,13 +66,10 @@ class DMGRDNet(nn.Module):
 
     @property
     def patch_settings(self) -> PatchSettings:
-        sdf = self.config.sdf
-        return PatchSettings(sdf.points_per_patch, sdf.coverage, self.config.seed)
+        return sdf_patch_settings(self.config)
 
     def teacher_features(self, images: np.ndarray) -> list[torch.Tensor]:
-        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        with torch.no_grad():
-            return self.teacher(self.norm(batch.permute(0, 3, 1, 2).float()))
+        return frozen_features(self.teacher, self.norm, images, self.device)
 
     def rgb_maps(self, images: np.ndarray) -> np.ndarray:
         """Raw N×S×S reverse-distillation maps of uint8 images."""
