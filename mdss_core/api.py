@@ -135,7 +135,7 @@ def fit_model(
     from mdss_core.model import MDSSModel
 
     checkpoint = None
-    if checkpoint_for is not None:
+    if checkpoint_for is not None and method == "mdss":  # CRD / DM-GRD keep no checkpoint
         checkpoint = Checkpointer(checkpoint_path(checkpoint_for), resume=resume)
     return MDSSModel.fit(
         dataset,

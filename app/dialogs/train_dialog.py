@@ -335,6 +335,7 @@ class TrainDialog(QDialog):
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(api.default_preset())))
         self.teacher_combo.setEnabled(method == "mdss" and not self.running)
         self._show_loss_curves(METHOD_STAGES.get(method, tuple(LOSS_STAGES)))
+        self.refresh_resume()
 
     def _show_loss_curves(self, stages: tuple[str, ...]) -> None:
         """Only the curves (and legend entries) of the stages the chosen detector trains."""
@@ -377,9 +378,11 @@ class TrainDialog(QDialog):
             self.marked_good_check.setChecked(False)
 
     def refresh_resume(self) -> None:
-        """Offer to resume when the chosen output has a checkpoint (ticked by default)."""
+        """Offer to resume when the chosen output has a checkpoint (ticked by default); only
+        MDSS trainings write and resume checkpoints."""
         output = self.output_edit.text().strip()
-        info = api.checkpoint_info(output) if output else None
+        mdss = (self.method_combo.currentData() or "mdss") == "mdss"
+        info = api.checkpoint_info(output) if output and mdss else None
         if info is not None:
             self.resume_check.setText(resume_text(info))
             if not self.resume_check.isVisibleTo(self):
