@@ -144,3 +144,16 @@ def test_models_trained_on_the_same_samples_share_the_training_set_fingerprint(
     assert len(stamp) == 12 and stamp == tiny_model.training["training_set"]
     assert f"samples {stamp}" in model_identity(crd_model)[1]
     assert "crd" in model_identity(crd_model)[0]
+
+
+def test_options_of_another_detector_are_refused_in_one_line(tiny_dataset, tmp_path, capsys):
+    from mdss_core.cli.main import main
+
+    out = tmp_path / "m.mdss"
+    args = ["train", str(tiny_dataset), "--out", str(out), "--preset", "tiny"]
+    assert main([*args, "--method", "crd", "--teacher", "distilled"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "mdss: error: --teacher: not an option of --method crd"
+    assert main([*args, "--epochs", "3", "--input-3d", "depth"]) == 2
+    assert "--epochs, --input-3d: not an option of --method mdss" in capsys.readouterr().err
+    assert not out.exists()

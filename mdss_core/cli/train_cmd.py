@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         from mdss_core.io.layout import with_extra_good
 
         dataset = with_extra_good(dataset, args.extra_good)
+    _check_method_options(args)
     config = get_preset(args.preset, args.method).with_seed(args.seed)
     if args.epochs:
         config.crd = replace(config.crd, epochs=args.epochs)
@@ -146,6 +147,21 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _check_method_options(args: argparse.Namespace) -> None:
+    """Options of another detector are refused in one line rather than silently ignored."""
+    misplaced = [
+        option
+        for option, given, method in (
+            ("--teacher", args.teacher, "mdss"),
+            ("--epochs", args.epochs, "crd"),
+            ("--input-3d", args.input_3d, "crd"),
+        )
+        if given and args.method != method
+    ]
+    if misplaced:
+        raise MDSSError(f"{', '.join(misplaced)}: not an option of --method {args.method}")
 
 
 @contextmanager
