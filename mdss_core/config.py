@@ -138,10 +138,18 @@ def tiny_preset() -> MDSSConfig:
 
 
 def crd_cpu_preset() -> MDSSConfig:
-    """CRD on a CPU: 256 px, the surface-normal image as 3D input, teacher features cached
-    once; maps summed as z-scores of normal parts and the image score is the fused maximum
-    (CRD's rule)."""
-    return MDSSConfig(preset="cpu", method="crd", crd=CRDConfig(epochs=60), fusion="zmax")
+    """CRD on a CPU: 512 px through MobileNetV2 blocks 6 / 13 / 16 (strides 8 / 16 / 32: the
+    same 64 / 32 / 16 grids as 3 / 6 / 13 at 256 px, so the same decoder cost, from deeper
+    features; on real cable glands RGB+3D I-AUROC 0.888 against 0.847, docs/experiments.md),
+    the surface-normal image as 3D input, teacher features cached once; maps summed as z-scores
+    of normal parts and the image score is the fused maximum (CRD's rule)."""
+    return MDSSConfig(
+        preset="cpu",
+        method="crd",
+        preprocess=PreprocessConfig(size=512),
+        crd=CRDConfig(epochs=60, blocks=(6, 13, 16)),
+        fusion="zmax",
+    )
 
 
 def crd_paper_preset() -> MDSSConfig:

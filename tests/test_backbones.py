@@ -103,8 +103,9 @@ def test_shipped_backbone_matches_its_card() -> None:
     assert json.loads(card_path.read_text())["dtype"] == "float16"
     net, origin = load_backbone((3, 6, 13))
     assert net.channels == (24, 32, 96) and origin["backbone"]["sha256"] == card.sha256
-    with pytest.raises(ModelFileError, match="ships blocks up to 13"):
-        load_backbone((3, 16))
+    assert load_backbone((6, 13, 16))[0].channels == (32, 96, 160)  # CRD's cpu preset
+    with pytest.raises(ModelFileError, match="ships blocks up to 16"):
+        load_backbone((3, 17))
 
 
 def test_backbone_teacher_grid_matches_the_unpadded_student() -> None:

@@ -4,15 +4,17 @@ same prediction path as MDSS, and refuses a model of an unknown method in one li
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from mdss_core.config import get_preset
+from mdss_core.crd.config import CRDConfig
 from mdss_core.crd.inputs import depth_image
 from mdss_core.crd.network import CRDBranch, rd_loss, rd_map
-from mdss_core.errors import MDSSError, ModelFileError
+from mdss_core.errors import ConfigError, MDSSError, ModelFileError
 from mdss_core.io import open_dataset
 from mdss_core.model import MDSSModel
 
@@ -79,6 +81,26 @@ def test_unknown_method_or_preset_names_are_one_line_errors():
         get_preset("cpu", "dreamnet")
     with pytest.raises(MDSSError, match="unknown preset 'fast' for method crd"):
         get_preset("fast", "crd")
+
+
+def test_deeper_blocks_of_the_cpu_preset_train_and_predict(tiny_dataset):
+    """Blocks 6 / 13 / 16 (the cpu preset's, at 512 px there) on tiny data: full-size maps."""
+    cpu = get_preset("cpu", "crd")
+    assert cpu.crd.blocks == (6, 13, 16) and cpu.preprocess.size == 512
+    tiny = get_preset("tiny", "crd")
+    config = replace(tiny, crd=replace(tiny.crd, blocks=cpu.crd.blocks))
+    dataset = open_dataset(tiny_dataset)
+    model = MDSSModel.fit(dataset, config, device="cpu")
+    sample = next(r for r in dataset if r.split == "test").load()
+    prediction = model.predict(sample)
+    assert prediction.fused_map.shape == sample.shape
+    assert np.isfinite(prediction.fused_map).all() and np.isfinite(prediction.score_fused)
+
+
+@pytest.mark.parametrize("blocks", [(3, 6), (3, 6, 14), (6, 13, 18), (13, 6, 3)])
+def test_blocks_that_do_not_double_the_stride_are_refused(blocks):
+    with pytest.raises(ConfigError, match="crd.blocks"):
+        CRDConfig(blocks=blocks)
 
 
 def test_branch_learns_to_reconstruct_teacher_features():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mdss_core.backbones.mobilenet_v2 import block_stride
 from mdss_core.config_base import ConfigBase
 from mdss_core.errors import ConfigError
 
@@ -12,12 +13,14 @@ INPUTS_3D = ("normals", "depth")
 
 @dataclass
 class CRDConfig(ConfigBase):
-    """Reverse distillation on MobileNetV2 blocks 3 / 6 / 13 (strides 4 / 8 / 16: RD's three
-    scales; 24 / 32 / 96 channels instead of WideResNet50's 256 / 512 / 1024)."""
+    """Reverse distillation on three MobileNetV2 blocks, each at twice the stride of the one
+    before: 3 / 6 / 13 (strides 4 / 8 / 16, RD's three scales; 24 / 32 / 96 channels instead
+    of WideResNet50's 256 / 512 / 1024) or, in the ``cpu`` preset at 512 px, 6 / 13 / 16
+    (strides 8 / 16 / 32; 32 / 96 / 160 channels)."""
 
     input_3d: str = "normals"  # what the 3D branch sees: "normals" or "depth"
     blocks: tuple[int, ...] = (3, 6, 13)
-    embed_channels: int = 256  # bottleneck embedding at stride 32 (8×8 at 256 px)
+    embed_channels: int = 256  # bottleneck embedding at twice the last block's stride
     epochs: int = 100
     batch_size: int = 16
     lr: float = 0.005  # RD / CRD: Adam, β = (0.5, 0.999)
@@ -32,5 +35,12 @@ class CRDConfig(ConfigBase):
             raise ConfigError(f"crd.input_3d must be one of {INPUTS_3D}, not {self.input_3d!r}")
         if len(self.blocks) != 3:
             raise ConfigError(f"crd.blocks must name three MobileNetV2 blocks, got {self.blocks}")
+        self.blocks = tuple(int(b) for b in self.blocks)
+        strides = [block_stride(b) if 1 <= b <= 17 else 0 for b in self.blocks]
+        if strides[0] == 0 or strides != [strides[0], 2 * strides[0], 4 * strides[0]]:
+            raise ConfigError(
+                f"crd.blocks {self.blocks}: each block must have twice the stride of the one "
+                "before (e.g. 3, 6, 13 or 6, 13, 16)"
+            )
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("crd.epochs and crd.batch_size must be at least 1")
