@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mdss_core.backbones.mobilenet_v2 import block_stride
+from mdss_core.backbones.mobilenet_v2 import LAST_BLOCK, block_stride
 from mdss_core.config_base import ConfigBase
 from mdss_core.errors import ConfigError
 
@@ -36,7 +36,7 @@ class CRDConfig(ConfigBase):
         if len(self.blocks) != 3:
             raise ConfigError(f"crd.blocks must name three MobileNetV2 blocks, got {self.blocks}")
         self.blocks = tuple(int(b) for b in self.blocks)
-        strides = [block_stride(b) if 1 <= b <= 17 else 0 for b in self.blocks]
+        strides = [block_stride(b) if 1 <= b <= LAST_BLOCK else 0 for b in self.blocks]
         if strides[0] == 0 or strides != [strides[0], 2 * strides[0], 4 * strides[0]]:
             raise ConfigError(
                 f"crd.blocks {self.blocks}: each block must have twice the stride of the one "

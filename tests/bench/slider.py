@@ -23,30 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QThread
-from PySide6.QtWidgets import QApplication
-
-
-class TimedApplication(QApplication):
-    """Times every event the UI thread handles (outermost dispatch only) while recording."""
-
-    def __init__(self, argv: list[str]) -> None:
-        super().__init__(argv)
-        self.recording = False
-        self.blocks: list[float] = []  # ms of each outermost event dispatch
-        self._depth = 0
-
-    def notify(self, receiver, event) -> bool:  # noqa: N802 (Qt override)
-        if not self.recording or QThread.currentThread() is not self.thread():
-            return super().notify(receiver, event)
-        self._depth += 1
-        start = time.perf_counter()
-        try:
-            return super().notify(receiver, event)
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self.blocks.append(1e3 * (time.perf_counter() - start))
+from ui_timing import TimedApplication  # this folder: scripts run as files
 
 
 def drag(
@@ -77,7 +54,7 @@ def drag(
     }
 
 
-def wait_until(app: QApplication, ready: Callable[[], bool], timeout: float = 600.0) -> float:
+def wait_until(app: TimedApplication, ready: Callable[[], bool], timeout: float = 600.0) -> float:
     """Process events until ``ready()``; seconds waited."""
     start = time.perf_counter()
     while not ready():

@@ -110,32 +110,14 @@ def child_cli(args: argparse.Namespace, out: Path) -> dict:
 
 
 def child_gui(args: argparse.Namespace, out: Path) -> dict:
-    from PySide6.QtCore import QEventLoop, QSettings, QThread
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import QEventLoop, QSettings
+    from ui_timing import TimedApplication  # this folder: scripts run as files
 
     from mdss_app import workers
     from mdss_app.main_window import MainWindow
     from mdss_app.settings import AppSettings
     from mdss_app.style import apply_style
     from mdss_core.config import PRESETS
-
-    class TimedApplication(QApplication):
-        """Adds up the UI thread's time in event handlers (outermost dispatch only)."""
-
-        busy = 0.0
-        _depth = 0
-
-        def notify(self, receiver, event) -> bool:  # noqa: N802 (Qt override)
-            if QThread.currentThread() is not self.thread():
-                return super().notify(receiver, event)
-            self._depth += 1
-            start = time.perf_counter()
-            try:
-                return super().notify(receiver, event)
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    TimedApplication.busy += time.perf_counter() - start
 
     config = _config(args)
     PRESETS[args.preset] = lambda: config  # the dialog picks presets by name
@@ -163,7 +145,7 @@ def child_gui(args: argparse.Namespace, out: Path) -> dict:
     dialog.preset_combo.setCurrentIndex(dialog.preset_combo.findData(args.preset))
     dialog.device_combo.setCurrentIndex(max(0, dialog.device_combo.findData(args.device)))
     dialog.output_edit.setText(str(out))
-    TimedApplication.busy = 0.0
+    app.recording = True
     start = time.perf_counter()
     task = dialog.start_training()
     if task is None:
@@ -171,7 +153,8 @@ def child_gui(args: argparse.Namespace, out: Path) -> dict:
     task.finished.connect(loop.quit)
     loop.exec()
     seconds = time.perf_counter() - start
-    busy = TimedApplication.busy
+    app.recording = False
+    busy = sum(app.blocks) / 1e3
     if task.outcome != "done":
         raise SystemExit(f"GUI training {task.outcome}: {task.error}")
     window.commands.cancel_scoring()  # the re-scoring that follows is not training
