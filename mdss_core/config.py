@@ -78,12 +78,16 @@ def cpu_preset() -> MDSSConfig:
     teacher on both the colour image and the surface-normal image of the cloud (one network,
     two maps), 2000 steps of 128-px crops with the learning rate decayed on a cosine (a constant
     rate drifted after its best point); its maps are blurred (σ = 4 px) before their maxima are
-    taken; the 3D network is ``fast``'s; the maps are fused as z-scores of normal parts.
+    taken; the normal image's map is the distance to a memory of 4096 normal cells (3D I-AUROC
+    0.96 against the student's 0.83); the 3D network is ``fast``'s; the maps are fused as
+    z-scores of normal parts.
     """
     fast = fast_preset()
     return MDSSConfig(
         preset="cpu",
-        rgb=RGBConfig(steps=2000, crop=128, lr_schedule="cosine", normals=True),
+        rgb=RGBConfig(
+            steps=2000, crop=128, lr_schedule="cosine", normals=True, normals_memory=4096
+        ),
         sdf=fast.sdf,
         rgb_blur_sigma=4.0,
         fusion="zscore",
@@ -221,7 +225,7 @@ METHODS: dict[str, dict[str, Callable[[], MDSSConfig]]] = {
 }
 
 METHOD_DESCRIPTIONS = {
-    "mdss": "MDSS: student-teacher on RGB + normals, signed distance on the cloud (memoryless)",
+    "mdss": "MDSS: student-teacher on RGB; normal-cell memory + signed distance on the cloud",
     "crd": "CRD: crossmodal reverse distillation, one branch per modality (RGB, normals)",
     "dmgrd": "DM-GRD + SDF: memory-guided reverse distillation on RGB, signed distance on 3D",
 }

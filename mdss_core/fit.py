@@ -30,6 +30,7 @@ from mdss_core.net import MDSSNet, normal_images
 from mdss_core.preprocess.pipeline import PreparedSample, prepare
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.branch import RGBBranch
+from mdss_core.rgb.memory import build_normals_memory
 from mdss_core.rgb.teacher_choice import resolve_teacher
 from mdss_core.rgb.train import train_student
 
@@ -149,6 +150,12 @@ def _train_rgb(
     rgb = train_student(
         teacher_net, images, masks, config.rgb, device, progress, cancel, normals, checkpoint
     )
+    if normals is not None and config.rgb.normals_memory:
+        cells = config.rgb.normals_memory
+        rgb.memory = build_normals_memory(
+            rgb, normals, masks if config.rgb.mask_on else None, cells, config.rgb.seed,
+            progress, cancel,
+        ).to(rgb.device)  # fmt: skip
     if checkpoint is not None:
         checkpoint.stage_done("rgb", rgb.state_dict())
     return rgb

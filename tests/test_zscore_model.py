@@ -21,7 +21,7 @@ def zscore_model(tiny_dataset: Path) -> MDSSModel:
     tiny = get_preset("tiny")
     config = replace(
         tiny,
-        rgb=replace(tiny.rgb, normals=True, lr_schedule="cosine"),
+        rgb=replace(tiny.rgb, normals=True, lr_schedule="cosine", normals_memory=32),
         rgb_blur_sigma=1.0,
         fusion="zscore",
     )
@@ -31,7 +31,7 @@ def zscore_model(tiny_dataset: Path) -> MDSSModel:
 def test_cpu_preset_is_the_measured_recipe() -> None:
     cpu = get_preset("cpu")
     assert cpu.fusion == "zscore" and cpu.rgb.normals and cpu.rgb.lr_schedule == "cosine"
-    assert cpu.rgb_blur_sigma == 4.0 and cpu.rgb.crop == 128
+    assert cpu.rgb_blur_sigma == 4.0 and cpu.rgb.crop == 128 and cpu.rgb.normals_memory == 4096
 
 
 def test_zscore_model_predicts_saves_and_reloads(zscore_model, tiny_dataset, tmp_path) -> None:
@@ -47,6 +47,7 @@ def test_zscore_model_predicts_saves_and_reloads(zscore_model, tiny_dataset, tmp
         np.testing.assert_allclose(p.fused_map, p.rgb_map_aligned + p.map_3d, atol=1e-4)
         assert p.score_fused == pytest.approx(p.score_rgb + p.score_3d, abs=1e-5)
         assert (p.point_map >= 0).all()
+    assert zscore_model.net.rgb.memory.shape[0] == 32  # the normal map comes from the memory
     path = zscore_model.save(tmp_path / "z.mdss")
     loaded = MDSSModel.load(path)
     assert loaded.calibration == cal and loaded.config == zscore_model.config

@@ -16,6 +16,7 @@ from mdss_core import fast_paths
 from mdss_core.errors import ModelFileError
 from mdss_core.rgb.config import RGBConfig
 from mdss_core.rgb.maps import squared_difference_map, upsample_map
+from mdss_core.rgb.memory import nearest_memory_map
 from mdss_core.rgb.pdn import PDN, normalize_images
 
 
@@ -30,12 +31,21 @@ class RGBBranch(nn.Module):
     The teacher is a PDN (distilled, imported or random) or the pretrained backbone itself
     (:class:`~mdss_core.rgb.backbone_teacher.BackboneTeacher`); both map a model-size image to
     the unpadded student's grid. ``state_dict()`` holds only tensors (``teacher.*``,
-    ``student.*``, ``mean``, ``std``) and can go straight into safetensors; which teacher it is
-    travels in the JSON config beside it.
+    ``student.*``, ``mean``, ``std``, ``memory``) and can go straight into safetensors; which
+    teacher it is travels in the JSON config beside it.
+
+    ``memory`` (M×C, M ≥ 0): normal cells of the training scans' normal images
+    (:mod:`mdss_core.rgb.memory`). When it has rows, the normal image's map is each cell's
+    distance to its nearest row instead of the student's error; the colour map is unchanged.
     """
 
     def __init__(
-        self, teacher: nn.Module, student: PDN, mean: torch.Tensor, std: torch.Tensor
+        self,
+        teacher: nn.Module,
+        student: PDN,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        memory: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.teacher = teacher
@@ -43,6 +53,9 @@ class RGBBranch(nn.Module):
         channels = int(student.out_channels)
         self.register_buffer("mean", mean.detach().reshape(1, channels, 1, 1).float().clone())
         self.register_buffer("std", std.detach().reshape(1, channels, 1, 1).float().clone())
+        per_image = channels // (int(student.in_channels) // 3)
+        rows = torch.zeros(0, per_image) if memory is None else memory.detach().float().clone()
+        self.register_buffer("memory", rows)
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
 
@@ -53,7 +66,8 @@ class RGBBranch(nn.Module):
 
     @classmethod
     def empty(cls, config: RGBConfig) -> RGBBranch:
-        """An untrained branch of the shapes ``config`` describes, to load a state dict into."""
+        """An untrained branch of the shapes ``config`` describes, to load a state dict into
+        (its memory is empty: :meth:`from_state_dict` takes the file's)."""
         groups = 2 if config.normals else 1
         channels = config.teacher_channels * groups
         return cls(
@@ -70,6 +84,17 @@ class RGBBranch(nn.Module):
         """Rebuild a branch from its tensors; missing or mis-shaped tensors → ``ModelFileError``."""
         branch = cls.empty(config)
         expected = branch.state_dict()
+        memory = state.get("memory", expected["memory"])  # files before the memory have none
+        if memory.ndim != 2 or memory.shape[1] != expected["memory"].shape[1]:
+            raise ModelFileError(
+                source, f"RGB tensor memory has shape {tuple(memory.shape)}, expected (M, "
+                f"{expected['memory'].shape[1]})",
+            )  # fmt: skip
+        if (memory.shape[0] > 0) != (config.normals_memory > 0):
+            raise ModelFileError(source, "RGB memory does not match its config (normals_memory)")
+        branch.memory = torch.zeros(memory.shape)
+        expected = branch.state_dict()
+        state = {**state, "memory": memory}
         missing = sorted(set(expected) - set(state))
         if missing:
             raise ModelFileError(source, f"RGB branch tensors missing: {missing[:3]}")
@@ -103,7 +128,16 @@ class RGBBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised N×3G×S×S → cell anomaly maps N×G×h×w (one per image kind)."""
-        return squared_difference_map(self.normalized_teacher(x), self.student(x), self.groups)
+        return self._cell_maps(self.normalized_teacher(x), self.student(x))
+
+    def _cell_maps(self, target: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+        """Student error per image kind; the normal image's map from the memory when it has one."""
+        maps = squared_difference_map(target, student, self.groups)
+        if self.groups < 2 or self.memory.shape[0] == 0:
+            return maps
+        per_image = target.shape[1] // self.groups
+        from_memory = nearest_memory_map(target[:, per_image:], self.memory)
+        return torch.cat([maps[:, :1], from_memory.to(maps.dtype)], dim=1)
 
     def _inference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` for inference: the CPU float32 fast path when it has one
@@ -118,7 +152,7 @@ class RGBBranch(nn.Module):
         if student is None or teacher is None:
             return self(x)
         target = self._normalize_teacher_output(teacher_features(teacher, x))
-        return squared_difference_map(target, student(x), self.groups)
+        return self._cell_maps(target, student(x))
 
     def anomaly_maps(
         self, images: np.ndarray | torch.Tensor, batch_size: int = 8, amp: bool = False

@@ -54,6 +54,11 @@ class RGBConfig(ConfigBase):
     # The student also sees the surface-normal image of the cloud and reproduces the teacher's
     # features of it too: a second, geometric map from the same network (``preprocess.normals``).
     normals: bool = False
+    # With ``normals``: the normal image's map comes from a memory of this many of the
+    # training scans' foreground cells (nearest-cell distance, ``rgb.memory``) instead of the
+    # student's error; 0 = the student's map. The student still learns both images (its colour
+    # map was better so, docs/experiments.md).
+    normals_memory: int = 0
     # "constant" (Table 1) or "cosine" (decay to 1 % of lr: without it a long run on real data
     # drifted after its best point, see docs/experiments.md).
     lr_schedule: str = "constant"
@@ -68,6 +73,10 @@ class RGBConfig(ConfigBase):
             raise ConfigError("teacher_channels and teacher_scale must be positive")
         if self.pdn_size not in PDN_SIZES:
             raise ConfigError(f"pdn_size must be one of {PDN_SIZES}, not {self.pdn_size!r}")
+        if self.normals_memory < 0:
+            raise ConfigError("normals_memory must be 0 (off) or a number of cells")
+        if self.normals_memory and not self.normals:
+            raise ConfigError("normals_memory needs normals (the student's normal image)")
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be at least 1")
         for name in ("d_start", "d_end"):

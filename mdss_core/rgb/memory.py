@@ -1,0 +1,108 @@
+"""The normal image's map from a memory of normal cells instead of from the student.
+
+A student that sees the surface-normal image learns to reproduce the teacher's features of it
+so well that it also reproduces many dents and cuts (3D I-AUROC 0.80–0.83 on the cable_gland
+dev set). The teacher's features of the normal image separate defective scans better when
+each test cell is compared with the nearest cell of the training scans (0.89; method_facts §9,
+docs/experiments.md). This module keeps that memory small: the foreground cells of the
+training scans' normal images, thinned by greedy coreset selection (each pick the cell
+farthest from those already picked, in a random 128-d projection), so that rare but normal
+shapes stay represented and the file and the search stay bounded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
+from mdss_core.rgb.maps import mask_to_grid
+from mdss_core.rgb.pdn import normalize_images
+
+# Memory rows compared at once: bounds the distance matrix (cells × rows) per image batch.
+MEMORY_CHUNK = 4096
+_PROJECTION_DIM = 128
+
+
+def nearest_memory_map(features: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """Squared distance of each cell to its nearest memory row, averaged over channels.
+
+    ``features`` N×C×h×w, ``memory`` M×C (both normalised like the student's targets) →
+    N×1×h×w: the same scale as the student's map (channel mean of a squared difference).
+    The memory is walked in fixed chunks, so the work per cell is bounded and an exported
+    graph keeps its dynamic batch axis.
+    """
+    n, c, h, w = features.shape
+    cells = features.permute(0, 2, 3, 1).reshape(-1, c).float()
+    cell_norms = (cells * cells).sum(dim=1, keepdim=True)
+    best = None
+    for start in range(0, memory.shape[0], MEMORY_CHUNK):
+        rows = memory[start : start + MEMORY_CHUNK].float()
+        dist = cell_norms - 2.0 * cells @ rows.T + (rows * rows).sum(dim=1)[None, :]
+        low = dist.min(dim=1).values
+        best = low if best is None else torch.minimum(best, low)
+    assert best is not None, "an empty memory has no map"
+    return (best.clamp_min(0.0) / c).reshape(n, 1, h, w)
+
+
+def greedy_coreset(cells: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``count`` rows of ``cells`` (K×C), each the farthest from those before it.
+
+    Distances are taken in a random projection (PatchCore's approximation): the picks cost
+    ``count`` passes over K×128 numbers instead of K×C.
+    """
+    if count >= len(cells):
+        return torch.arange(len(cells))
+    generator = torch.Generator().manual_seed(seed)
+    projection = torch.randn(cells.shape[1], _PROJECTION_DIM, generator=generator)
+    points = cells.float() @ (projection / _PROJECTION_DIM**0.5)
+    picks = torch.empty(count, dtype=torch.long)
+    norms = (points * points).sum(dim=1)
+    picks[0] = int(torch.randint(len(cells), (1,), generator=generator))
+    nearest = torch.full((len(cells),), float("inf"))
+    for i in range(count):
+        if i:
+            picks[i] = torch.argmax(nearest)
+        pick = points[picks[i]]
+        # |p - q|² as a matrix-vector product: no K×128 temporary per pick
+        nearest = torch.minimum(nearest, norms - 2.0 * (points @ pick) + norms[picks[i]])
+    return picks
+
+
+def build_normals_memory(
+    branch: torch.nn.Module,
+    normals: np.ndarray,
+    masks: np.ndarray | None,
+    count: int,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """``count`` rows (float32, on the CPU) of the branch's normalised teacher features of the
+    training normal images ``normals`` (uint8 N×S×S×3), from their foreground cells (``masks``
+    bool N×S×S, the cells the student was taught on; ``None`` = every cell).
+
+    Reports ``stage="rgb-memory"``; raises ``Cancelled`` between batches and picks.
+    """
+    channels = branch.mean.shape[1] // branch.groups
+    mean, std = branch.mean[:, channels:], branch.std[:, channels:]
+    device = branch.device
+    kept: list[torch.Tensor] = []
+    for start in range(0, len(normals), batch_size):
+        check_cancel(cancel, "building the normal-image memory")
+        x = normalize_images(normals[start : start + batch_size]).to(device)
+        with torch.inference_mode():
+            target = (branch.teacher(x).float() - mean) / std
+        cells = target.permute(0, 2, 3, 1).reshape(-1, channels)
+        if masks is not None:
+            part = torch.from_numpy(masks[start : start + batch_size]).to(device)[:, None]
+            grid = mask_to_grid(part, tuple(target.shape[-2:]))
+            keep = grid.permute(0, 2, 3, 1).reshape(-1) > 0
+            if bool(keep.any()):
+                cells = cells[keep]
+        kept.append(cells.cpu())
+        report(progress, "rgb-memory", min(start + batch_size, len(normals)), len(normals))
+    everything = torch.cat(kept)
+    check_cancel(cancel, "building the normal-image memory")
+    return everything[greedy_coreset(everything, count, seed)].contiguous()
