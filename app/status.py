@@ -13,6 +13,7 @@ STAGE_NAMES = {
     "prepare": "Preparing",
     "prepare-val": "Preparing validation",
     "rgb": "Training RGB",
+    "rgb-memory": "Normal-cell memory",
     "geometry": "Training 3D",
     "teacher-features": "Teacher features",
     "crd": "Training CRD",

@@ -77,7 +77,8 @@ def test_memory_is_built_from_foreground_cells_and_can_be_cancelled() -> None:
     rows = build_normals_memory(branch, normals, masks, 2, progress=reports.append)
     channels = branch.mean.shape[1] // 2
     assert rows.shape == (2, channels) and torch.isfinite(rows).all()
-    assert reports and reports[-1].stage == "rgb-memory" and reports[-1].step == 3
+    assert reports and {r.stage for r in reports} == {"rgb-memory"}
+    assert reports[-1].step == reports[-1].total == 3 + 2  # three images, then two picks
     # Every kept row is one of the foreground cells' normalised teacher features.
     everything = build_normals_memory(branch, normals, masks, 10**6)
     background_only = build_normals_memory(branch, normals, None, 10**6)
@@ -87,6 +88,11 @@ def test_memory_is_built_from_foreground_cells_and_can_be_cancelled() -> None:
     with pytest.raises(Cancelled):
         build_normals_memory(
             branch, normals, masks, 2, progress=lambda _: token.set(), cancel=token, batch_size=1
+        )
+    late = threading.Event()  # set once every image is in: the picks stop
+    with pytest.raises(Cancelled):
+        build_normals_memory(
+            branch, normals, masks, 2, progress=lambda p: p.step >= 3 and late.set(), cancel=late
         )
 
 

@@ -75,6 +75,7 @@ STAGE_TEXT = {
     "prepare": "Preparing training samples",
     "prepare-val": "Preparing validation samples",
     "rgb": "Training the RGB student",
+    "rgb-memory": "Keeping a memory of normal cells (normal image)",
     "geometry": "Training the 3D signed-distance network",
     "calibrate": "Calibrating fusion and thresholds",
     "teacher-features": "Computing the teacher's features",

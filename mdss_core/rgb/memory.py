@@ -12,6 +12,8 @@ shapes stay represented and the file and the search stay bounded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -22,6 +24,7 @@ from mdss_core.rgb.pdn import normalize_images
 # Memory rows compared at once: bounds the distance matrix (cells × rows) per image batch.
 MEMORY_CHUNK = 4096
 _PROJECTION_DIM = 128
+PICKS_PER_REPORT = 128
 
 
 def nearest_memory_map(features: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -45,11 +48,17 @@ def nearest_memory_map(features: torch.Tensor, memory: torch.Tensor) -> torch.Te
     return (best.clamp_min(0.0) / c).reshape(n, 1, h, w)
 
 
-def greedy_coreset(cells: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+def greedy_coreset(
+    cells: torch.Tensor,
+    count: int,
+    seed: int = 0,
+    on_picks: Callable[[int], None] | None = None,
+) -> torch.Tensor:
     """Indices of ``count`` rows of ``cells`` (K×C), each the farthest from those before it.
 
     Distances are taken in a random projection (PatchCore's approximation): the picks cost
-    ``count`` passes over K×128 numbers instead of K×C.
+    ``count`` passes over K×128 numbers instead of K×C. ``on_picks(n)`` is called every
+    :data:`PICKS_PER_REPORT` picks (progress; it may raise ``Cancelled``).
     """
     if count >= len(cells):
         return torch.arange(len(cells))
@@ -63,6 +72,8 @@ def greedy_coreset(cells: torch.Tensor, count: int, seed: int = 0) -> torch.Tens
     for i in range(count):
         if i:
             picks[i] = torch.argmax(nearest)
+        if on_picks is not None and i % PICKS_PER_REPORT == 0:
+            on_picks(i)
         pick = points[picks[i]]
         # |p - q|² as a matrix-vector product: no K×128 temporary per pick
         nearest = torch.minimum(nearest, norms - 2.0 * (points @ pick) + norms[picks[i]])
@@ -83,7 +94,8 @@ def build_normals_memory(
     training normal images ``normals`` (uint8 N×S×S×3), from their foreground cells (``masks``
     bool N×S×S, the cells the student was taught on; ``None`` = every cell).
 
-    Reports ``stage="rgb-memory"``; raises ``Cancelled`` between batches and picks.
+    Reports ``stage="rgb-memory"`` (steps: images, then picks); raises ``Cancelled`` between
+    batches and picks.
     """
     channels = branch.mean.shape[1] // branch.groups
     mean, std = branch.mean[:, channels:], branch.std[:, channels:]
@@ -102,7 +114,14 @@ def build_normals_memory(
             if bool(keep.any()):
                 cells = cells[keep]
         kept.append(cells.cpu())
-        report(progress, "rgb-memory", min(start + batch_size, len(normals)), len(normals))
+        done = min(start + batch_size, len(normals))
+        report(progress, "rgb-memory", done, len(normals) + count)
+
+    def on_picks(picked: int) -> None:
+        check_cancel(cancel, "building the normal-image memory")
+        report(progress, "rgb-memory", len(normals) + picked, len(normals) + count)
+
     everything = torch.cat(kept)
-    check_cancel(cancel, "building the normal-image memory")
-    return everything[greedy_coreset(everything, count, seed)].contiguous()
+    picks = greedy_coreset(everything, count, seed, on_picks)
+    report(progress, "rgb-memory", len(normals) + count, len(normals) + count)
+    return everything[picks].contiguous()
