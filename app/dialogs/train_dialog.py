@@ -51,7 +51,7 @@ PRESET_HELP = {
 # Other detectors' presets where their text differs (times: ~220 real scans, 2 cores).
 METHOD_PRESET_HELP = {
     ("crd", "cpu"): "cpu — real parts on a CPU, about 20–25 minutes per category (default)",
-    ("dmgrd", "cpu"): "cpu — real parts on a CPU, about 50 minutes per category (default)",
+    ("dmgrd", "cpu"): "cpu — real parts on a CPU, about 20 minutes per category (default)",
     ("crd", "paper"): "paper — the paper's settings (200 epochs); use a GPU",
     ("dmgrd", "paper"): "paper — the paper's settings (10 000 steps); use a GPU",
 }
