@@ -81,8 +81,8 @@ def test_memory_is_built_from_foreground_cells_and_can_be_cancelled() -> None:
     assert reports[-1].step == reports[-1].total == 3 + 2  # three images, then two picks
     # Every kept row is one of the foreground cells' normalised teacher features.
     everything = build_normals_memory(branch, normals, masks, 10**6)
-    background_only = build_normals_memory(branch, normals, None, 10**6)
-    assert len(everything) < len(background_only)
+    all_cells = build_normals_memory(branch, normals, None, 10**6)
+    assert len(everything) < len(all_cells)
     assert torch.cdist(rows, everything).min(dim=1).values.max() < 1e-4
     token = threading.Event()  # set by the first report: the build stops between batches
     with pytest.raises(Cancelled):
