@@ -139,25 +139,32 @@ def _train_rgb(
     cancel: CancelToken | None,
     checkpoint: Checkpointer | None,
 ) -> RGBBranch:
-    """The student, trained here or restored from a checkpoint whose RGB stage had finished."""
+    """The student, trained here or restored from a checkpoint whose RGB stage had finished,
+    with its normal-cell memory (built here when the checkpoint stopped before it was kept)."""
     saved = checkpoint.finished.get("rgb") if checkpoint is not None else None
+    wants_memory = config.rgb.normals and config.rgb.normals_memory > 0
     if saved is not None:
         source = str(checkpoint.path)  # type: ignore[union-attr]
-        return RGBBranch.from_state_dict(saved, config.rgb, source).to(device).eval()
-    images = np.stack([p.rgb for p in train])
-    masks = np.stack([p.foreground_mask for p in train])
-    normals = normal_images(train) if config.rgb.normals else None
-    rgb = train_student(
-        teacher_net, images, masks, config.rgb, device, progress, cancel, normals, checkpoint
-    )
-    if normals is not None and config.rgb.normals_memory:
-        cells = config.rgb.normals_memory
+        has_memory = "memory" in saved and saved["memory"].shape[0] > 0
+        kept = config.rgb if has_memory else replace(config.rgb, normals_memory=0)
+        rgb = RGBBranch.from_state_dict(saved, kept, source).to(device).eval()
+    else:
+        images = np.stack([p.rgb for p in train])
+        masks = np.stack([p.foreground_mask for p in train])
+        normals = normal_images(train) if config.rgb.normals else None
+        rgb = train_student(
+            teacher_net, images, masks, config.rgb, device, progress, cancel, normals, checkpoint
+        )
+        if checkpoint is not None:  # a cancel while the memory is built keeps the student
+            checkpoint.stage_done("rgb", rgb.state_dict())
+    if wants_memory and rgb.memory.shape[0] == 0:
+        masks = np.stack([p.foreground_mask for p in train]) if config.rgb.mask_on else None
         rgb.memory = build_normals_memory(
-            rgb, normals, masks if config.rgb.mask_on else None, cells, config.rgb.seed,
+            rgb, normal_images(train), masks, config.rgb.normals_memory, config.rgb.seed,
             progress, cancel,
         ).to(rgb.device)  # fmt: skip
-    if checkpoint is not None:
-        checkpoint.stage_done("rgb", rgb.state_dict())
+        if checkpoint is not None:
+            checkpoint.stage_done("rgb", rgb.state_dict())
     return rgb
 
 

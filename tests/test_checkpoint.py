@@ -64,10 +64,10 @@ def _fit(dataset, checkpoint: Checkpointer | None, recorder: Recorder, config=No
     )
 
 
-def _cancelled_run(dataset, path: Path, stop_at: tuple[str, int, int]) -> None:
+def _cancelled_run(dataset, path: Path, stop_at: tuple[str, int, int], config=None) -> None:
     recorder = Recorder(stop_at)
     with pytest.raises(Cancelled):
-        _fit(dataset, Checkpointer(path, every=0), recorder)
+        _fit(dataset, Checkpointer(path, every=0), recorder, config)
 
 
 def test_cancel_in_rgb_stage_saves_and_resume_continues_there(tiny_dataset, tmp_path):
@@ -218,3 +218,29 @@ def test_cli_resume_refusal_and_cleanup(tiny_dataset, tmp_path, capsys):
     assert f"resumed at step {RGB_STEPS + 3}" in capsys.readouterr().out
     assert out.is_file() and not ckpt.exists()  # a finished training removes its checkpoint
     MDSSModel.load(out, device="cpu")
+
+
+def test_cancel_while_keeping_the_normal_cell_memory_resumes_and_keeps_it(tiny_dataset, tmp_path):
+    dataset = open_dataset(tiny_dataset)
+    config = _config()
+    config.rgb = replace(config.rgb, normals=True, normals_memory=16)
+    path = tmp_path / "m.mdss.ckpt"
+    # Stopped once the student is trained, while its memory is built: the student is kept.
+    cancel = threading.Event()
+    stop = lambda p: p.stage == "rgb-memory" and cancel.set()  # noqa: E731
+    with pytest.raises(Cancelled):
+        MDSSModel.fit(
+            dataset, config, device="cpu", progress=stop, cancel=cancel,
+            checkpoint=Checkpointer(path, every=0),
+        )  # fmt: skip
+    assert read_info(path) is not None
+    resumed = Recorder()
+    model = _fit(dataset, Checkpointer(path, every=0, resume=True), resumed, config)
+    assert resumed.first("rgb") is None  # not trained again, only the memory is built
+    assert model.rgb.memory.shape[0] == 16 and resumed.first("rgb-memory") is not None
+    # Stopped in the 3D stage, the restored student comes back with its memory.
+    _cancelled_run(dataset, tmp_path / "g.mdss.ckpt", ("geometry", 3, SDF_STEPS), config)
+    again = Recorder()
+    restored = _fit(dataset, Checkpointer(tmp_path / "g.mdss.ckpt", resume=True), again, config)
+    assert again.first("rgb") is None and again.first("rgb-memory") is None
+    torch.testing.assert_close(restored.rgb.memory, model.rgb.memory)

@@ -139,6 +139,15 @@ class RGBBranch(nn.Module):
         from_memory = nearest_memory_map(target[:, per_image:], self.memory)
         return torch.cat([maps[:, :1], from_memory.to(maps.dtype)], dim=1)
 
+    def normal_image_targets(self, normals: torch.Tensor) -> torch.Tensor:
+        """The normalised teacher features of ImageNet-normalised normal images N×3×S×S: the
+        student's second half of targets, and what the memory keeps (``rgb.memory``)."""
+        if self.groups < 2:
+            raise ValueError("this RGB branch does not see the normal image")
+        per_image = self.mean.shape[1] // self.groups
+        features = self.teacher(normals).float()
+        return (features - self.mean[:, per_image:]) / self.std[:, per_image:]
+
     def _inference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` for inference: the CPU float32 fast path when it has one
         (:mod:`mdss_core.fast_paths`), else the modules themselves."""

@@ -14,6 +14,7 @@ bounded.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ import torch
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.maps import mask_to_grid
 from mdss_core.rgb.pdn import normalize_images
+
+if TYPE_CHECKING:
+    from mdss_core.rgb.branch import RGBBranch
 
 # Memory rows compared at once: bounds the distance matrix (cells × rows) per image batch.
 MEMORY_CHUNK = 4096
@@ -82,7 +86,7 @@ def greedy_coreset(
 
 
 def build_normals_memory(
-    branch: torch.nn.Module,
+    branch: RGBBranch,
     normals: np.ndarray,
     masks: np.ndarray | None,
     count: int,
@@ -98,16 +102,14 @@ def build_normals_memory(
     Reports ``stage="rgb-memory"`` (steps: images, then picks); raises ``Cancelled`` between
     batches and picks.
     """
-    channels = branch.mean.shape[1] // branch.groups
-    mean, std = branch.mean[:, channels:], branch.std[:, channels:]
     device = branch.device
     kept: list[torch.Tensor] = []
     for start in range(0, len(normals), batch_size):
         check_cancel(cancel, "building the normal-image memory")
         x = normalize_images(normals[start : start + batch_size]).to(device)
         with torch.inference_mode():
-            target = (branch.teacher(x).float() - mean) / std
-        cells = target.permute(0, 2, 3, 1).reshape(-1, channels)
+            target = branch.normal_image_targets(x)
+        cells = target.permute(0, 2, 3, 1).reshape(-1, target.shape[1])
         if masks is not None:
             part = torch.from_numpy(masks[start : start + batch_size]).to(device)[:, None]
             grid = mask_to_grid(part, tuple(target.shape[-2:]))
