@@ -14,7 +14,7 @@ bounded.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,8 +23,16 @@ from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, repo
 from mdss_core.rgb.maps import mask_to_grid
 from mdss_core.rgb.pdn import normalize_images
 
-if TYPE_CHECKING:
-    from mdss_core.rgb.branch import RGBBranch
+
+class NormalImageTeacher(Protocol):
+    """What the memory needs of an RGB branch (:class:`~mdss_core.rgb.branch.RGBBranch`,
+    which imports this module: named by shape, not imported)."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def normal_image_targets(self, normals: torch.Tensor) -> torch.Tensor: ...
+
 
 # Memory rows compared at once: bounds the distance matrix (cells × rows) per image batch.
 MEMORY_CHUNK = 4096
@@ -86,7 +94,7 @@ def greedy_coreset(
 
 
 def build_normals_memory(
-    branch: RGBBranch,
+    branch: NormalImageTeacher,
     normals: np.ndarray,
     masks: np.ndarray | None,
     count: int,
