@@ -143,6 +143,8 @@ def _train_rgb(
     with its normal-cell memory (built here when the checkpoint stopped before it was kept)."""
     saved = checkpoint.finished.get("rgb") if checkpoint is not None else None
     wants_memory = config.rgb.normals and config.rgb.normals_memory > 0
+    masks = np.stack([p.foreground_mask for p in train])
+    normals = None  # computed once, for the student and its memory alike
     if saved is not None:
         source = str(checkpoint.path)  # type: ignore[union-attr]
         has_memory = "memory" in saved and saved["memory"].shape[0] > 0
@@ -150,7 +152,6 @@ def _train_rgb(
         rgb = RGBBranch.from_state_dict(saved, kept, source).to(device).eval()
     else:
         images = np.stack([p.rgb for p in train])
-        masks = np.stack([p.foreground_mask for p in train])
         normals = normal_images(train) if config.rgb.normals else None
         rgb = train_student(
             teacher_net, images, masks, config.rgb, device, progress, cancel, normals, checkpoint
@@ -158,10 +159,10 @@ def _train_rgb(
         if checkpoint is not None:  # a cancel while the memory is built keeps the student
             checkpoint.stage_done("rgb", rgb.state_dict())
     if wants_memory and rgb.memory.shape[0] == 0:
-        masks = np.stack([p.foreground_mask for p in train]) if config.rgb.mask_on else None
+        normals = normal_images(train) if normals is None else normals
         rgb.memory = build_normals_memory(
-            rgb, normal_images(train), masks, config.rgb.normals_memory, config.rgb.seed,
-            progress, cancel,
+            rgb, normals, masks if config.rgb.mask_on else None, config.rgb.normals_memory,
+            config.rgb.seed, progress, cancel,
         ).to(rgb.device)  # fmt: skip
         if checkpoint is not None:
             checkpoint.stage_done("rgb", rgb.state_dict())
