@@ -280,22 +280,23 @@ def test_actors_that_always_die_stop_the_run_with_a_message(ray_local, model_fil
 def test_interrupted_ray_run_resumes_without_rescoring(
     ray_local, model_file, tiny_dataset, refs, plain_out, tmp_path
 ):
-    out, log = tmp_path / "out", tmp_path / "scored.txt"
+    out, log = tmp_path / "out", tmp_path / "scored_on_resume.txt"
     progress, cancel = interrupted_after(6)
     options = RunOptions(
         data_folder=str(tiny_dataset),
         ray_address="",
         actors=2,
         chunk_size=2,
-        on_scored=scoring_log(log),
+        on_scored=scoring_log(tmp_path / "scored_first.txt"),
     )
     summary = RunSummary(len(refs))
     with pytest.raises(Cancelled):
         predict_to_folder(model_file, refs, out, options, progress, cancel, summary)
     written = set(journal_ids(out))
     assert len(written) == summary.written >= 6 and not (out / "scores.csv").exists()
-    log.unlink()
-    options.resume = True
+    # Each run logs to its own file: ray.kill returns before a stopped run's actors are gone,
+    # and one still finishing a sample must not count as the resumed run scoring it.
+    options.on_scored, options.resume = scoring_log(log), True
     again = predict_to_folder(model_file, refs, out, options)
     assert again.restored == len(written)
     rescored = {r.key for r in refs if f"{r.key}\t{r.rgb_path}" in written} & set(scored_keys(log))
