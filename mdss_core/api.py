@@ -206,8 +206,11 @@ MAP_CAPTIONS: dict[str, dict[str, str]] = {
 
 def map_captions(model: Model | None) -> dict[str, str]:
     """The colour-scale captions of the views for ``model`` (the paper's without a model)."""
-    rule = model.info().get("fusion", "paper") if model is not None else "paper"
-    return MAP_CAPTIONS.get(rule, MAP_CAPTIONS["paper"])
+    info = model.info() if model is not None else {}
+    captions = dict(MAP_CAPTIONS.get(info.get("fusion", "paper"), MAP_CAPTIONS["paper"]))
+    if "normals" in info.get("geometry_maps", ()):
+        captions["cloud"] = "|sdf| & normal image (σ)"  # the mean of their z-scores
+    return captions
 
 
 def model_identity(model: Model) -> tuple[str, str]:

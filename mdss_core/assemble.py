@@ -50,7 +50,8 @@ def assemble(
         )  # fmt: skip
     object_mask = prepared.object_mask_full
     point_map = cv2.resize(maps.point_grid, (w, h), interpolation=cv2.INTER_NEAREST)
-    point_map = np.where(object_mask, calibration.point_scale(point_map), 0.0).astype(np.float32)
+    point_map = calibration.point_scale(point_map, normal_map)
+    point_map = np.where(object_mask, point_map, 0.0).astype(np.float32)
     point_map = _cut(point_map, inside)
     area = lambda: pixel_area_mm2(sample.xyz, object_mask)  # noqa: E731
     regions = find_regions(full.fused, full.rgb, full.geometry, calibration.pixel_threshold, area)

@@ -112,12 +112,34 @@ class Calibration(ConfigBase):
         """RGB scores on the 3D scale, clipped at 0 like the 3D map (``paper`` rule)."""
         return np.maximum(self.weight * rgb_map + self.bias, 0.0).astype(np.float32)
 
-    def point_scale(self, point_map: np.ndarray) -> np.ndarray:
-        """Per-point |sdf| on the scale the views colour by: as it is (``paper``), or in
-        standard deviations of normal parts, floored at 0 (``zscore``)."""
+    def point_scale(
+        self, point_map: np.ndarray, normal_map: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per-point 3D scores on the scale the views colour by: |sdf| as it is (``paper``),
+        or in standard deviations of normal parts, floored at 0. When the fusion's 3D map
+        also holds the normal-image map, each point gets that same mean at its pixel: the
+        cloud shows the 3D score the decision uses, not half of it."""
         if self.rule == "paper":
             return point_map
-        return np.maximum(self.sdf.z(point_map), 0.0).astype(np.float32)
+        z = self.sdf.z(point_map)
+        if normal_map is not None and self._uses_normals():
+            assert self.normals is not None  # for the type checker: _uses_normals said so
+            z = (z + self.normals.z(normal_map)) / 2.0
+        return np.maximum(z, 0.0).astype(np.float32)
+
+    def geometry_maps(self) -> list[str]:
+        """The maps the 3D score is made of: the 3D branch's, and the normal image's when
+        calibrated for it (the views name them)."""
+        return ["sdf", "normals"] if self._uses_normals() else ["sdf"]
+
+    def _uses_normals(self) -> bool:
+        """Whether the 3D map is the mean of z(|sdf|) and z(normal-image map)."""
+        return (
+            self.rule == "zscore"
+            and self.normals is not None
+            and self.peaks is not None
+            and self.peaks.normals is not None
+        )
 
     def fuse(
         self, rgb_map: np.ndarray, sdf_map: np.ndarray, normal_map: np.ndarray | None = None
@@ -154,7 +176,8 @@ class Calibration(ConfigBase):
         z_rgb = self.rgb.z(rgb_map)
         geometry_maps = [self.sdf.z(sdf_map)]
         geometry_peaks = [peaks.sdf.z(float(np.max(sdf_map)))]
-        if normal_map is not None and self.normals is not None and peaks.normals is not None:
+        if normal_map is not None and self._uses_normals():
+            assert self.normals is not None and peaks.normals is not None
             geometry_maps.append(self.normals.z(normal_map))
             geometry_peaks.append(peaks.normals.z(float(np.max(normal_map))))
         geometry = np.mean(geometry_maps, axis=0).astype(np.float32)

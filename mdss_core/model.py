@@ -233,6 +233,7 @@ class MDSSModel:
             "teacher": self.teacher_origin,
             "teacher_text": describe_teacher(self.teacher_origin),
             "fusion": self.config.fusion,
+            "geometry_maps": self.calibration.geometry_maps(),
             "image_threshold": self.image_threshold,
             "pixel_threshold": self.pixel_threshold,
             "training": self.training,

@@ -76,7 +76,8 @@ class Prediction:
     rgb_map_aligned: np.ndarray  # the RGB map on the fused scale (see ``fusion``)
     map_3d: np.ndarray  # the 3D map on the fused scale: blurred |sdf| (paper), or the mean
     # z-score of |sdf| and the normal-image map (zscore)
-    point_map: np.ndarray  # each object point's |sdf| at its pixel on the fused scale, 0: none
+    point_map: np.ndarray  # each object point's 3D score at its pixel on the fused scale (its
+    # |sdf|; with the zscore rule and a normal image, the mean of both z-scores), 0: no point
     object_mask: np.ndarray  # bool: points kept after background-plane removal
     fused_map: np.ndarray  # max(aligned RGB, 3D) (paper) or z(RGB) + 3D (zscore)
     score_rgb: float  # the RGB score the fusion uses: raw maximum (paper) or its z-score

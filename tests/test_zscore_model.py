@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdss_core import api
 from mdss_core.cli.main import main as cli
 from mdss_core.config import get_preset
 from mdss_core.fusion import Calibration, MapStats, PeakStats, calibrate
@@ -47,6 +48,9 @@ def test_zscore_model_predicts_saves_and_reloads(zscore_model, tiny_dataset, tmp
         np.testing.assert_allclose(p.fused_map, p.rgb_map_aligned + p.map_3d, atol=1e-4)
         assert p.score_fused == pytest.approx(p.score_rgb + p.score_3d, abs=1e-5)
         assert (p.point_map >= 0).all()
+    # The cloud's colours and caption follow the 3D map: |sdf| and the normal image.
+    assert info["geometry_maps"] == ["sdf", "normals"]
+    assert "normal image" in api.map_captions(zscore_model)["cloud"]
     assert zscore_model.net.rgb.memory.shape[0] == 32  # the normal map comes from the memory
     path = zscore_model.save(tmp_path / "z.mdss")
     loaded = MDSSModel.load(path)
@@ -73,6 +77,14 @@ def test_zscore_calibration_scores_and_thresholds() -> None:
     out = cal.fuse(spiked, sdf[0], nrm[0])
     assert out.score_fused == pytest.approx(3.0 + out.score_geometry, rel=1e-5)
     assert Calibration.from_dict(cal.to_dict()) == cal
+    # The points are coloured by the 3D score the decision uses: the mean of both z-scores.
+    assert cal.geometry_maps() == ["sdf", "normals"]
+    z_points = cal.point_scale(sdf[0], nrm[0])
+    np.testing.assert_allclose(z_points, np.maximum(fused[0].geometry, 0.0), atol=1e-5)
+    assert not np.allclose(z_points, cal.point_scale(sdf[0]))  # not the |sdf| half alone
+    sdf_only = calibrate(rgb, sdf, masks, rule="zscore")
+    assert sdf_only.geometry_maps() == ["sdf"]
+    np.testing.assert_allclose(sdf_only.point_scale(sdf[0], nrm[0]), sdf_only.point_scale(sdf[0]))
 
 
 def test_zscore_rule_needs_peaks_and_unknown_rules_fail() -> None:

@@ -1,7 +1,7 @@
 """numpy → VTK data for the 3D view, kept apart from any widget so it is testable headless.
 
 The organized cloud (H×W×3) becomes a vtkPolyData with one vertex per kept point, a ``score``
-array (per-point |sdf|) and an ``rgb`` array (the image colour). Index arrays map points back to
+array (per-point 3D score) and an ``rgb`` array (the image colour). Index arrays map points back to
 pixels and pixels to points, which is how 2D clicks, 3D picks and the crosshair stay linked.
 """
 

@@ -184,7 +184,7 @@ class CloudPanel(QWidget):
 
     def _build_header(self) -> QHBoxLayout:
         title = panel_title("3D")
-        title.setToolTip("Object points coloured by their |sdf| anomaly score (drag to rotate)")
+        title.setToolTip("Object points coloured by their 3D anomaly score (drag to rotate)")
         self.colour_mode = QComboBox()
         self.colour_mode.addItem("Score", "score")
         self.colour_mode.addItem("RGB", "rgb")
