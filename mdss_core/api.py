@@ -209,7 +209,7 @@ def map_captions(model: Model | None) -> dict[str, str]:
     info = model.info() if model is not None else {}
     captions = dict(MAP_CAPTIONS.get(info.get("fusion", "paper"), MAP_CAPTIONS["paper"]))
     if "normals" in info.get("geometry_maps", ()):
-        captions["cloud"] = "|sdf| & normal image (σ)"  # the mean of their z-scores
+        captions["cloud"] = "|sdf| & normals (σ)"  # the mean of their z-scores
     return captions
 
 

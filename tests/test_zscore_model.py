@@ -50,7 +50,7 @@ def test_zscore_model_predicts_saves_and_reloads(zscore_model, tiny_dataset, tmp
         assert (p.point_map >= 0).all()
     # The cloud's colours and caption follow the 3D map: |sdf| and the normal image.
     assert info["geometry_maps"] == ["sdf", "normals"]
-    assert "normal image" in api.map_captions(zscore_model)["cloud"]
+    assert "normals" in api.map_captions(zscore_model)["cloud"]
     assert zscore_model.net.rgb.memory.shape[0] == 32  # the normal map comes from the memory
     path = zscore_model.save(tmp_path / "z.mdss")
     loaded = MDSSModel.load(path)

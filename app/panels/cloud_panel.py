@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import textwrap
 
 import numpy as np
 from PySide6.QtCore import QTimer, QVariantAnimation, Signal
@@ -37,6 +38,7 @@ HEADLESS_PLATFORMS = {"offscreen", "minimal", "vnc"}
 FLY_DURATION_MS = 450
 CLICK_TOLERANCE_PX = 4
 BAR_STRIP_PX = (64, 96)  # width of the colour bar's own strip, right of the cloud (min, max)
+BAR_TITLE_CHARS = 10  # a title line that fits the narrowest strip at the bar's font size
 REGION_SHARE = 1 / 3  # a clicked region fills about this share of the view
 MIN_CONTEXT = 0.07  # …but keep at least this share of the object's diagonal as radius (context)
 
@@ -68,8 +70,10 @@ def _hex_rgb(colour: str) -> tuple[float, float, float]:
 
 
 def bar_title(caption: str) -> str:
-    """What the colours of the points are, as the colour bar's title (VTK's font has no σ)."""
-    return "3D score\n" + caption.replace("σ", "s.d.")
+    """What the colours of the points are, as the colour bar's title (VTK's font has no σ),
+    wrapped to lines that fit the bar's narrow strip (VTK clips, it does not wrap)."""
+    lines = textwrap.wrap(caption.replace("σ", "s.d."), BAR_TITLE_CHARS, break_long_words=False)
+    return "\n".join(["3D score", *lines])
 
 
 def fit_distance(

@@ -243,7 +243,13 @@ def test_a_clicked_region_fills_a_third_of_the_view():
 
 
 def test_colour_bar_title_says_what_the_colour_is():
-    from mdss_app.panels.cloud_panel import bar_title
+    from mdss_app.panels.cloud_panel import BAR_TITLE_CHARS, bar_title
 
     assert bar_title("|sdf|").startswith("3D score")
     assert "σ" not in bar_title("|sdf| (σ)")  # VTK's font has no σ
+    # VTK clips a title wider than the strip: long captions are wrapped into short lines.
+    title = bar_title("|sdf| & normals (σ)")
+    assert title.splitlines() == ["3D score", "|sdf| &", "normals", "(s.d.)"]
+    assert max(len(line) for line in bar_title("a much longer caption (σ)").splitlines()) <= (
+        BAR_TITLE_CHARS
+    )
