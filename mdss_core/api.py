@@ -127,15 +127,15 @@ def fit_model(
     resume: bool = False,
 ) -> Model:
     """Train and calibrate a model of detector ``method`` (``Model.save`` writes it;
-    ``teacher`` only applies to MDSS). With ``checkpoint_for`` (the model path to be) an MDSS
+    ``teacher`` only applies to MDSS). With ``checkpoint_for`` (the model path to be) the
     training keeps a checkpoint beside it while training and on cancel; ``resume`` continues
-    it (refused, one line, for other data or settings)."""
+    it (refused, one line, for other data, settings or detector)."""
     from mdss_core.checkpoint import Checkpointer, checkpoint_path
     from mdss_core.config import get_preset
     from mdss_core.model import MDSSModel
 
     checkpoint = None
-    if checkpoint_for is not None and method == "mdss":  # CRD / DM-GRD keep no checkpoint
+    if checkpoint_for is not None:
         checkpoint = Checkpointer(checkpoint_path(checkpoint_for), resume=resume)
     return MDSSModel.fit(
         dataset,

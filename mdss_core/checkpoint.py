@@ -6,7 +6,8 @@ data and settings (a fingerprint). It is written atomically every ``every`` step
 training is cancelled; never pickle. The branches' loops save and restore their own state
 (:class:`StageState`): network, optimiser, random generators and step count. A stage that
 finished keeps its network in the checkpoint (``done.<stage>.*``), so resuming in the 3D stage
-does not train the RGB student again.
+does not train the RGB student again. Every detector checkpoints this way, each with its own
+stages (MDSS: ``rgb``, ``geometry``; CRD: ``crd``; DM-GRD: ``dmgrd``, ``geometry``).
 
 Reading what a checkpoint holds (:func:`read_info`) touches only the JSON header and never
 imports torch, so a dialog may call it on the UI thread.
@@ -34,7 +35,6 @@ FORMAT = "mdss-checkpoint"
 VERSION = 1
 SUFFIX = ".ckpt"
 DEFAULT_EVERY = 200  # steps between checkpoints of one stage (a few seconds of writing at most)
-STAGES = ("rgb", "geometry")  # trained in this order; calibration is redone on resume
 _MAX_HEADER = 1 << 26
 
 
@@ -59,6 +59,7 @@ class CheckpointInfo:
     done: int
     total: int
     fingerprint: str
+    method: str = "mdss"  # the detector whose training it is
 
 
 @dataclass
@@ -120,6 +121,7 @@ def _info(path: Path, meta: dict[str, Any]) -> CheckpointInfo:
         int(meta["done"]),
         int(meta["total"]),
         str(meta["fingerprint"]),
+        str(meta.get("method", "mdss")),  # checkpoints before CRD / DM-GRD had them: MDSS
     )
 
 
@@ -165,6 +167,7 @@ class Checkpointer:
         self.every = max(0, int(every))
         self.resume = resume
         self.fingerprint = ""
+        self.method = "mdss"
         self.totals: dict[str, int] = {}
         self.finished: dict[str, dict[str, torch.Tensor]] = {}
         self._state: tuple[str, StageState] | None = None
@@ -172,9 +175,12 @@ class Checkpointer:
         self.saves = 0
 
     # ----- starting --------------------------------------------------------------------------
-    def begin(self, fingerprint: str, totals: dict[str, int]) -> CheckpointInfo | None:
-        """Fix what this training is; when resuming, load the checkpoint and check it matches."""
-        self.fingerprint, self.totals = fingerprint, dict(totals)
+    def begin(
+        self, fingerprint: str, totals: dict[str, int], method: str = "mdss"
+    ) -> CheckpointInfo | None:
+        """Fix what this training is: its fingerprint, its stages' step counts in training
+        order, its detector. When resuming, load the checkpoint and check it matches."""
+        self.fingerprint, self.totals, self.method = fingerprint, dict(totals), method
         if not self.resume:
             return None
         record = _read_metadata(self.path)
@@ -229,6 +235,7 @@ class Checkpointer:
             "totals": self.totals,
             "finished": sorted(self.finished),
             "fingerprint": self.fingerprint,
+            "method": self.method,
             "state": state.meta,
         }
         metadata = {"format": FORMAT, "version": str(VERSION), "record": json.dumps(record)}
@@ -241,7 +248,7 @@ class Checkpointer:
         """On cancel outside a training loop: keep the stages finished so far, if unsaved."""
         if not self._unsaved:
             return
-        pending = [s for s in STAGES if s not in self.finished]
+        pending = [s for s in self.totals if s not in self.finished]
         self.save(pending[0] if pending else "calibrate", StageState(0))
 
     def remove(self) -> None:
@@ -269,28 +276,34 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 # ----- optimiser and scheduler state as tensors + JSON (no pickle) ------------------------------
-def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """An optimiser's state dict split into tensors (``optim.<param>.<name>``) and JSON."""
+def optimizer_state(
+    optimizer: torch.optim.Optimizer, prefix: str = "optim"
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimiser's state dict split into tensors (``<prefix>.<param>.<name>``) and JSON;
+    a loop with several optimisers gives each its own prefix."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     plain: dict[str, dict[str, Any]] = {}
     for index, values in state["state"].items():
         for name, value in values.items():
             if hasattr(value, "detach"):
-                tensors[f"optim.{index}.{name}"] = value
+                tensors[f"{prefix}.{index}.{name}"] = value
             else:
                 plain.setdefault(str(index), {})[name] = value
     return tensors, {"param_groups": state["param_groups"], "plain": plain}
 
 
 def restore_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    meta: dict,
+    prefix: str = "optim",
 ) -> None:
     """Inverse of :func:`optimizer_state` (tensors land on the parameters' device)."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
-        if key.startswith("optim."):
-            index, name = key[len("optim.") :].split(".", 1)
+        if key.startswith(f"{prefix}."):
+            index, name = key[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(index), {})[name] = value
     for index, values in meta.get("plain", {}).items():
         state.setdefault(int(index), {}).update(values)
@@ -299,3 +312,13 @@ def restore_optimizer(
         for group in meta["param_groups"]
     ]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state dict under ``<prefix>.``, for a :class:`StageState`."""
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def load_module(prefix: str, module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`module_tensors`."""
+    module.load_state_dict(_strip(tensors, f"{prefix}."))

@@ -8,7 +8,8 @@ The branches' training loops are :func:`mdss_core.rgb.train.train_student` and
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -74,31 +75,52 @@ def fit(
 
     teacher_net, origin, rgb_config = resolve_teacher(teacher, config.rgb, config.seed)
     config = replace(config, rgb=rgb_config)
-    resumed_at = 0
-    if checkpoint is not None:
-        key = fingerprint(config.to_dict(), origin, train_refs, val_refs)
-        info = checkpoint.begin(key, {"rgb": config.rgb.steps, "geometry": config.sdf.steps})
-        resumed_at = 0 if info is None else info.done
+    totals = {"rgb": config.rgb.steps, "geometry": config.sdf.steps}
+    resumed_at = begin_checkpoint(checkpoint, config, origin, train_refs, val_refs, totals)
     train = prepare_all(train_refs, config, "prepare", progress, cancel)
     val = prepare_all(val_refs, config, "prepare-val", progress, cancel)
 
     t_rgb = time.perf_counter()
-    try:
+    with finished_stages_kept(checkpoint):
         rgb = _train_rgb(teacher_net, train, config, device, progress, cancel, checkpoint)
         t_sdf = time.perf_counter()
-        sdf = _train_geometry(train, config, device, progress, cancel, checkpoint)
+        sdf = train_geometry_stage(train, config, device, progress, cancel, checkpoint)
         t_cal = time.perf_counter()
         net = MDSSNet(rgb, sdf, config).to(device).eval()
         calibration = calibrate_net(net, val, progress, cancel)
-    except Cancelled:
-        if checkpoint is not None:
-            checkpoint.save_boundary()  # keep a stage that finished since the last save
-        raise
     seconds = {"seconds_rgb": t_sdf - t_rgb, "seconds_geometry": t_cal - t_sdf}
     training = training_record(dataset, train_refs, val_refs, device, started, seconds)
     if resumed_at:
         training["resumed_at_step"] = resumed_at
     return Fitted(net, calibration, origin, device, training, model_name(dataset))
+
+
+def begin_checkpoint(
+    checkpoint: Checkpointer | None,
+    config: MDSSConfig,
+    teacher_origin: dict[str, Any],
+    train_refs: Sequence[SampleRef],
+    val_refs: Sequence[SampleRef],
+    totals: dict[str, int],
+) -> int:
+    """Start a training's checkpoint (before the samples are prepared: a checkpoint of other
+    data or settings is refused at once); the steps a resumed one had done, else 0."""
+    if checkpoint is None:
+        return 0
+    key = fingerprint(config.to_dict(), teacher_origin, train_refs, val_refs)
+    info = checkpoint.begin(key, totals, config.method)
+    return 0 if info is None else info.done
+
+
+@contextmanager
+def finished_stages_kept(checkpoint: Checkpointer | None) -> Iterator[None]:
+    """On cancel, save the stages that finished since the checkpoint was last written."""
+    try:
+        yield
+    except Cancelled:
+        if checkpoint is not None:
+            checkpoint.save_boundary()
+        raise
 
 
 def training_record(
@@ -169,7 +191,7 @@ def _train_rgb(
     return rgb
 
 
-def _train_geometry(
+def train_geometry_stage(
     train: Sequence[PreparedSample],
     config: MDSSConfig,
     device: str,
@@ -234,19 +256,6 @@ def split_for_training(
         val = [r for i, r in enumerate(train) if i in held]
         train = [r for i, r in enumerate(train) if i not in held]
     return train, val
-
-
-def prepared_split(
-    dataset: DatasetIndex | Sequence[SampleRef],
-    config: MDSSConfig,
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
-) -> tuple[list[SampleRef], list[SampleRef], list[PreparedSample], list[PreparedSample]]:
-    """(train refs, validation refs, their prepared samples): the start of every training."""
-    train_refs, val_refs = split_for_training(dataset, config)
-    train = prepare_all(train_refs, config, "prepare", progress, cancel)
-    val = prepare_all(val_refs, config, "prepare-val", progress, cancel)
-    return train_refs, val_refs, train, val
 
 
 def prepare_all(

@@ -72,18 +72,24 @@ class MDSSModel:
         checkpoint: Checkpointer | None = None,
     ) -> MDSSModel:
         """Train and calibrate a model (see :func:`mdss_core.fit.fit`; CRD and DM-GRD:
-        :mod:`mdss_core.crd.fit`, :mod:`mdss_core.dmgrd.fit`). Only an MDSS training writes a
-        ``checkpoint``; the model itself is not written."""
+        :mod:`mdss_core.crd.fit`, :mod:`mdss_core.dmgrd.fit`), keeping a ``checkpoint`` of
+        the training when given one; the model itself is not written."""
         if isinstance(config, str):
             config = get_preset(config)
         if config.method == "crd":
             from mdss_core.crd.fit import fit_crd
 
-            fitted = fit_crd(dataset, config, device=device, progress=progress, cancel=cancel)
+            fitted = fit_crd(
+                dataset, config, device=device, progress=progress, cancel=cancel,
+                checkpoint=checkpoint,
+            )  # fmt: skip
         elif config.method == "dmgrd":
             from mdss_core.dmgrd.fit import fit_dmgrd
 
-            fitted = fit_dmgrd(dataset, config, device=device, progress=progress, cancel=cancel)
+            fitted = fit_dmgrd(
+                dataset, config, device=device, progress=progress, cancel=cancel,
+                checkpoint=checkpoint,
+            )  # fmt: skip
         else:
             fitted = fitting.fit(
                 dataset,

@@ -164,7 +164,13 @@ def train_job(
     return run
 
 
-RESUME_STAGES = {"rgb": "RGB stage", "geometry": "3D stage", "calibrate": "calibration"}
+RESUME_STAGES = {
+    "rgb": "RGB stage",
+    "geometry": "3D stage",
+    "crd": "CRD training",
+    "dmgrd": "DM-GRD training",
+    "calibrate": "calibration",
+}
 
 
 def resume_text(info: api.CheckpointInfo) -> str:
@@ -379,11 +385,12 @@ class TrainDialog(QDialog):
             self.marked_good_check.setChecked(False)
 
     def refresh_resume(self) -> None:
-        """Offer to resume when the chosen output has a checkpoint (ticked by default); only
-        MDSS trainings write and resume checkpoints."""
+        """Offer to resume when the chosen output has a checkpoint of the chosen detector's
+        training (ticked by default)."""
         output = self.output_edit.text().strip()
-        mdss = (self.method_combo.currentData() or "mdss") == "mdss"
-        info = api.checkpoint_info(output) if output and mdss else None
+        info = api.checkpoint_info(output) if output else None
+        if info is not None and info.method != (self.method_combo.currentData() or "mdss"):
+            info = None  # another detector's training: a new one replaces it
         if info is not None:
             self.resume_check.setText(resume_text(info))
             if not self.resume_check.isVisibleTo(self):

@@ -15,6 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mdss_core.checkpoint import (
+    Checkpointer,
+    StageState,
+    load_module,
+    module_tensors,
+    optimizer_state,
+    restore_optimizer,
+)
 from mdss_core.crd.network import rd_loss
 from mdss_core.crd.train import cached_features
 from mdss_core.dmgrd.net import DMGRDNet
@@ -56,8 +64,14 @@ def train_dmgrd(
     train: Sequence[PreparedSample],
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> list[float]:
-    """Train the student in place for ``dmgrd.steps``; returns the loss per step."""
+    """Train the student in place for ``dmgrd.steps``; returns the loss per step.
+
+    With a ``checkpoint`` the loop state is saved every ``checkpoint.every`` steps and on
+    cancel, and a run the checkpoint stopped inside continues at its step. The memory banks
+    and the clean images' features are built again first: they follow from the images and
+    the seed, and the saved random state then replaces the one they leave."""
     config = net.config.dmgrd
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -69,9 +83,13 @@ def train_dmgrd(
     params = [p for p in net.student.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2))
     batch = min(config.batch_size, len(train))
+    history: list[float] = []
+    resumed = checkpoint.resumed(STAGE) if checkpoint is not None else None
+    start = 0 if resumed is None else _restore_loop(resumed, net, opt, rng, generator, history)
     net.train()
-    history = []
-    for step in range(config.steps):
+    for step in range(start, config.steps):
+        if checkpoint is not None and cancel is not None and cancel.is_set():
+            checkpoint.save(STAGE, _loop_state(step, net, opt, rng, generator, history))
         check_cancel(cancel, "DM-GRD training")
         pick = rng.choice(len(train), size=batch, replace=False)
         fake, masks = anomalies(images[pick], regions[pick], textures, rng)
@@ -94,5 +112,41 @@ def train_dmgrd(
         opt.step()
         history.append(float(loss.detach()))
         report(progress, STAGE, step + 1, config.steps, "training DM-GRD", loss=history[-1])
+        if checkpoint is not None and checkpoint.due(step + 1, config.steps):
+            checkpoint.save(STAGE, _loop_state(step + 1, net, opt, rng, generator, history))
     net.eval()
     return history
+
+
+def _loop_state(
+    done: int,
+    net: DMGRDNet,
+    opt: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    history: list[float],
+) -> StageState:
+    """Everything the loop needs to continue after ``done`` steps (see :mod:`checkpoint`)."""
+    tensors, optim_meta = optimizer_state(opt)
+    tensors.update(module_tensors("student", net.student))
+    tensors["generator"] = generator.get_state()
+    # numpy's generator state is plain JSON (its 128-bit integers included).
+    meta = {"optimizer": optim_meta, "rng": rng.bit_generator.state, "history": history}
+    return StageState(done, tensors, meta)
+
+
+def _restore_loop(
+    state: StageState,
+    net: DMGRDNet,
+    opt: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    history: list[float],
+) -> int:
+    """Inverse of :func:`_loop_state` (``history`` is filled in place); the steps done."""
+    load_module("student", net.student, state.tensors)
+    restore_optimizer(opt, state.tensors, state.meta["optimizer"])
+    rng.bit_generator.state = state.meta["rng"]
+    generator.set_state(state.tensors["generator"])
+    history[:] = state.meta["history"]
+    return state.step

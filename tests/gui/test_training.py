@@ -129,6 +129,23 @@ def test_dialog_offers_to_resume_a_checkpoint_of_the_chosen_output(window, tmp_p
     assert not dialog.resume_check.isVisibleTo(dialog) and not dialog.options()["resume"]
 
 
+def test_resume_is_offered_for_the_detector_whose_training_the_checkpoint_holds(window, tmp_path):
+    import torch
+
+    from mdss_core.checkpoint import Checkpointer, StageState, checkpoint_path
+
+    output = tmp_path / "crd.mdss"
+    checkpoint = Checkpointer(checkpoint_path(output))
+    checkpoint.begin("0123456789abcdef", {"crd": 12}, method="crd")
+    checkpoint.save("crd", StageState(4, {"w": torch.ones(2)}, {}))
+    dialog = window.commands.show_train_dialog()
+    dialog.output_edit.setText(str(output))
+    assert not dialog.resume_check.isVisibleTo(dialog)  # MDSS chosen: a new training
+    dialog.method_combo.setCurrentIndex(dialog.method_combo.findData("crd"))
+    assert dialog.resume_check.isVisibleTo(dialog) and dialog.options()["resume"]
+    assert "step 4 of 12, CRD training" in dialog.resume_check.text()
+
+
 def test_resuming_a_checkpoint_of_other_data_fails_with_one_line(
     qtbot, window, gui_dataset, tmp_path, monkeypatch
 ):
