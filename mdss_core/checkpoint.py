@@ -189,8 +189,8 @@ class Checkpointer:
         if record["fingerprint"] != fingerprint or record.get("totals") != self.totals:
             raise CheckpointError(
                 self.path,
-                "checkpoint was made for other data or settings (preset, steps, seed, "
-                "teacher); train again without resuming",
+                "checkpoint was made for other data or settings (detector, preset, steps, "
+                "seed, teacher); train again without resuming",
             )
         tensors = _load_tensors(self.path)
         for stage in record.get("finished", []):

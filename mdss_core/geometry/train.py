@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mdss_core.checkpoint import Checkpointer, StageState, optimizer_state, restore_optimizer
+from mdss_core.checkpoint import (
+    Checkpointer,
+    StageState,
+    load_module,
+    module_tensors,
+    optimizer_state,
+    restore_optimizer,
+)
 from mdss_core.geometry.config import SDFConfig
 from mdss_core.geometry.network import SDFNet, build_sdf_net, patch_frame
 from mdss_core.preprocess.patches import make_patches
@@ -186,7 +193,7 @@ def _loop_state(
 ) -> StageState:
     """Everything the loop needs to continue after ``done`` steps (see :mod:`checkpoint`)."""
     tensors, optim_meta = optimizer_state(optimiser)
-    tensors.update({f"net.{k}": v for k, v in net.state_dict().items()})
+    tensors.update(module_tensors("net", net))
     tensors["generator"] = generator.get_state()
     meta = {"optimizer": optim_meta, "schedule": schedule.state_dict()}
     return StageState(done, tensors, meta)
@@ -200,10 +207,7 @@ def _restore_loop(
     generator: torch.Generator,
 ) -> int:
     """Inverse of :func:`_loop_state`; returns the number of steps done."""
-    prefix = "net."
-    net.load_state_dict(
-        {k[len(prefix) :]: v for k, v in state.tensors.items() if k.startswith(prefix)}
-    )
+    load_module("net", net, state.tensors)
     restore_optimizer(optimiser, state.tensors, state.meta["optimizer"])
     schedule.load_state_dict(state.meta["schedule"])
     generator.set_state(state.tensors["generator"])

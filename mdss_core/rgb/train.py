@@ -11,7 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdss_core.checkpoint import Checkpointer, StageState, optimizer_state, restore_optimizer
+from mdss_core.checkpoint import (
+    Checkpointer,
+    StageState,
+    load_module,
+    module_tensors,
+    optimizer_state,
+    restore_optimizer,
+)
 from mdss_core.progress import CancelToken, ProgressCallback, check_cancel, report
 from mdss_core.rgb.branch import RGBBranch, image_batches, student_input
 from mdss_core.rgb.config import RGBConfig
@@ -264,7 +271,7 @@ def _loop_state(
 ) -> StageState:
     """Everything the loop needs to continue after ``done`` steps (see :mod:`checkpoint`)."""
     tensors, optim_meta = optimizer_state(optimizer)
-    tensors.update({f"student.{k}": v for k, v in student.state_dict().items()})
+    tensors.update(module_tensors("student", student))
     tensors["order"] = torch.from_numpy(np.asarray(order, dtype=np.int64).copy())
     meta = {"optimizer": optim_meta, "rng": rng.bit_generator.state, "scaler": scaler.state_dict()}
     return StageState(done, tensors, meta)
@@ -278,10 +285,7 @@ def _restore_loop(
     rng: np.random.Generator,
 ) -> tuple[int, np.ndarray]:
     """Inverse of :func:`_loop_state`; returns (steps done, the epoch's remaining order)."""
-    prefix = "student."
-    student.load_state_dict(
-        {k[len(prefix) :]: v for k, v in state.tensors.items() if k.startswith(prefix)}
-    )
+    load_module("student", student, state.tensors)
     restore_optimizer(optimizer, state.tensors, state.meta["optimizer"])
     if state.meta.get("scaler"):
         scaler.load_state_dict(state.meta["scaler"])
