@@ -184,8 +184,9 @@ def _train_rgb(
         normals = normal_images(train) if normals is None else normals
         rgb.memory = build_normals_memory(
             rgb, normals, masks if config.rgb.mask_on else None, config.rgb.normals_memory,
-            config.rgb.seed, progress, cancel,
+            config.rgb.seed, progress, cancel, draws=config.rgb.normals_memory_draws,
         ).to(rgb.device)  # fmt: skip
+        rgb.memory_draws = config.rgb.normals_memory_draws
         if checkpoint is not None:
             checkpoint.stage_done("rgb", rgb.state_dict())
     return rgb

@@ -31,7 +31,8 @@ METHODS = ("mdss", "crd", "dmgrd")
 def _config(method: str):
     config = get_preset("tiny", method)
     if method == "mdss":  # the shipped CPU preset's student also sees the normal image
-        config = replace(config, rgb=replace(config.rgb, normals=True, normals_memory=32))
+        rgb = replace(config.rgb, normals=True, normals_memory=32, normals_memory_draws=2)
+        config = replace(config, rgb=rgb)
     return config
 
 

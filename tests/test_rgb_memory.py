@@ -42,6 +42,17 @@ def test_nearest_memory_map_is_the_brute_force_minimum_in_every_chunking(monkeyp
     assert float(got.flatten()[1:].min()) > 1e-3
 
 
+def test_several_draws_average_their_nearest_distances() -> None:
+    gen = torch.Generator().manual_seed(2)
+    features = torch.randn(2, 6, 3, 4, generator=gen)
+    draws = [torch.randn(9, 6, generator=gen) for _ in range(3)]
+    expected = sum(_brute_force(features, d) for d in draws) / 3
+    got = nearest_memory_map(features, torch.cat(draws), draws=3)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # Not the union's nearest distance: a cell that one draw holds is still far from others.
+    assert not torch.allclose(got, _brute_force(features, torch.cat(draws)))
+
+
 def test_greedy_coreset_is_deterministic_distinct_and_keeps_the_outlier() -> None:
     gen = torch.Generator().manual_seed(1)
     cells = torch.randn(500, 8, generator=gen) * 0.1
@@ -58,7 +69,10 @@ def test_config_refuses_a_memory_without_normals_or_a_negative_size() -> None:
         RGBConfig(normals_memory=16)
     with pytest.raises(ConfigError, match="normals_memory"):
         RGBConfig(normals=True, normals_memory=-1)
-    assert get_preset("cpu").rgb.normals_memory == 4096
+    with pytest.raises(ConfigError, match="normals_memory_draws"):
+        RGBConfig(normals=True, normals_memory=16, normals_memory_draws=0)
+    cpu = get_preset("cpu").rgb
+    assert (cpu.normals_memory, cpu.normals_memory_draws) == (4096, 4)
 
 
 def _branch(config: RGBConfig) -> RGBBranch:
@@ -96,6 +110,20 @@ def test_memory_is_built_from_foreground_cells_and_can_be_cancelled() -> None:
         )
 
 
+def test_draws_are_independent_coresets_stacked_in_seed_order() -> None:
+    config = replace(get_preset("tiny").rgb, normals=True, normals_memory=4)
+    branch = _branch(config)
+    normals = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    reports = []
+    rows = build_normals_memory(branch, normals, None, 3, seed=0, draws=2, progress=reports.append)
+    assert rows.shape[0] == 6 and reports[-1].step == reports[-1].total == 2 + 2 * 3
+    assert [r.step for r in reports] == sorted(r.step for r in reports)
+    # Draw i of training seed s is the single coreset of seed s·draws + i.
+    torch.testing.assert_close(rows[:3], build_normals_memory(branch, normals, None, 3, seed=0))
+    torch.testing.assert_close(rows[3:], build_normals_memory(branch, normals, None, 3, seed=1))
+    assert not torch.equal(rows[:3], rows[3:])
+
+
 def test_branch_with_memory_round_trips_and_replaces_only_the_normal_map() -> None:
     config = replace(get_preset("tiny").rgb, normals=True, normals_memory=5)
     branch = _branch(config)
@@ -120,3 +148,8 @@ def test_a_memory_that_does_not_fit_the_config_is_refused() -> None:
         RGBBranch.from_state_dict(wrong_width, config, source="m.mdss")
     with pytest.raises(ModelFileError, match="normals_memory"):
         RGBBranch.from_state_dict(state, config, source="m.mdss")  # config wants rows, none
+    three_draws = replace(config, normals_memory_draws=3)
+    with pytest.raises(ModelFileError, match="not 3 equal draws") as caught:
+        ragged = {**state, "memory": torch.zeros(5, state["memory"].shape[1])}
+        RGBBranch.from_state_dict(ragged, three_draws, "m.mdss")
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("m.mdss")

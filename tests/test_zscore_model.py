@@ -22,7 +22,9 @@ def zscore_model(tiny_dataset: Path) -> MDSSModel:
     tiny = get_preset("tiny")
     config = replace(
         tiny,
-        rgb=replace(tiny.rgb, normals=True, lr_schedule="cosine", normals_memory=32),
+        rgb=replace(
+            tiny.rgb, normals=True, lr_schedule="cosine", normals_memory=32, normals_memory_draws=2
+        ),
         rgb_blur_sigma=1.0,
         fusion="zscore",
     )
@@ -51,10 +53,12 @@ def test_zscore_model_predicts_saves_and_reloads(zscore_model, tiny_dataset, tmp
     # The cloud's colours and caption follow the 3D map: |sdf| and the normal image.
     assert info["geometry_maps"] == ["sdf", "normals"]
     assert "normals" in api.map_captions(zscore_model)["cloud"]
-    assert zscore_model.net.rgb.memory.shape[0] == 32  # the normal map comes from the memory
+    # The normal map comes from the memory: two coreset draws of 32 cells.
+    assert zscore_model.net.rgb.memory.shape[0] == 64 and zscore_model.net.rgb.memory_draws == 2
     path = zscore_model.save(tmp_path / "z.mdss")
     loaded = MDSSModel.load(path)
     assert loaded.calibration == cal and loaded.config == zscore_model.config
+    assert loaded.net.rgb.memory_draws == 2
     for ref, before in zip(refs, first, strict=True):
         after = loaded.predict(ref.load())
         assert after.score_fused == pytest.approx(before.score_fused, rel=1e-4, abs=1e-4)

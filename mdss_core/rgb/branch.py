@@ -36,7 +36,8 @@ class RGBBranch(nn.Module):
 
     ``memory`` (M×C, M ≥ 0): normal cells of the training scans' normal images
     (:mod:`mdss_core.rgb.memory`). When it has rows, the normal image's map is each cell's
-    distance to its nearest row instead of the student's error; the colour map is unchanged.
+    distance to its nearest row instead of the student's error (averaged over ``memory_draws``
+    equal row blocks, each one coreset draw); the colour map is unchanged.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class RGBBranch(nn.Module):
         per_image = channels // (int(student.in_channels) // 3)
         rows = torch.zeros(0, per_image) if memory is None else memory.detach().float().clone()
         self.register_buffer("memory", rows)
+        self.memory_draws = 1  # coreset draws stacked in ``memory`` (RGBConfig)
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
 
@@ -92,6 +94,12 @@ class RGBBranch(nn.Module):
             )  # fmt: skip
         if (memory.shape[0] > 0) != (config.normals_memory > 0):
             raise ModelFileError(source, "RGB memory does not match its config (normals_memory)")
+        if memory.shape[0] % config.normals_memory_draws:
+            raise ModelFileError(
+                source, f"RGB memory of {memory.shape[0]} rows is not "
+                f"{config.normals_memory_draws} equal draws (normals_memory_draws)",
+            )  # fmt: skip
+        branch.memory_draws = config.normals_memory_draws
         branch.memory = torch.zeros(memory.shape)
         expected = branch.state_dict()
         state = {**state, "memory": memory}
@@ -136,7 +144,7 @@ class RGBBranch(nn.Module):
         if self.groups < 2 or self.memory.shape[0] == 0:
             return maps
         per_image = target.shape[1] // self.groups
-        from_memory = nearest_memory_map(target[:, per_image:], self.memory)
+        from_memory = nearest_memory_map(target[:, per_image:], self.memory, self.memory_draws)
         return torch.cat([maps[:, :1], from_memory.to(maps.dtype)], dim=1)
 
     def normal_image_targets(self, normals: torch.Tensor) -> torch.Tensor:

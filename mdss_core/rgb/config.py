@@ -59,6 +59,9 @@ class RGBConfig(ConfigBase):
     # student's error; 0 = the student's map. The student still learns both images (its colour
     # map was better so, docs/experiments.md).
     normals_memory: int = 0
+    # Independent coreset draws of ``normals_memory`` cells each; the map averages their
+    # nearest-cell distances (one draw alone is a lottery on real data, docs/experiments.md).
+    normals_memory_draws: int = 1
     # "constant" (Table 1) or "cosine" (decay to 1 % of lr: without it a long run on real data
     # drifted after its best point, see docs/experiments.md).
     lr_schedule: str = "constant"
@@ -75,6 +78,8 @@ class RGBConfig(ConfigBase):
             raise ConfigError(f"pdn_size must be one of {PDN_SIZES}, not {self.pdn_size!r}")
         if self.normals_memory < 0:
             raise ConfigError("normals_memory must be 0 (off) or a number of cells")
+        if self.normals_memory_draws < 1:
+            raise ConfigError("normals_memory_draws must be at least 1")
         if self.normals_memory and not self.normals:
             raise ConfigError("normals_memory needs normals (the student's normal image)")
         if self.steps < 1 or self.batch_size < 1:
