@@ -72,7 +72,7 @@ def paper_preset() -> MDSSConfig:
 
 
 def cpu_preset() -> MDSSConfig:
-    """Real parts on a CPU (≈ 20 minutes for ~200 scans on 2 cores): the default.
+    """Real parts on a CPU (≈ 25 minutes for ~220 scans on 2 cores): the default.
 
     Measured on real cable glands (``docs/experiments.md``): the student imitates the pretrained
     teacher on both the colour image and the surface-normal image of the cloud (one network,

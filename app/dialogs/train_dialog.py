@@ -43,7 +43,7 @@ FALLBACK_DEVICES: list[tuple[str, str]] = [("auto", "Auto"), ("cpu", "CPU")]
 MODEL_FILTER = "MDSS model (*.mdss *.safetensors);;All files (*)"
 
 PRESET_HELP = {
-    "cpu": "cpu — real parts on a CPU, about 20 minutes per category (default)",
+    "cpu": "cpu — real parts on a CPU, about 25 minutes per category (default)",
     "fast": "fast — a few minutes; a first look, weaker on real parts",
     "paper": "paper — the paper's settings (Table 1); hours on CPU, use a GPU",
     "tiny": "tiny — seconds; for trying the workflow, not for real inspection",
