@@ -60,7 +60,7 @@ def nearest_memory_map(
     cells = features.permute(0, 2, 3, 1).reshape(-1, c).float()
     cell_norms = (cells * cells).sum(dim=1, keepdim=True)
     per_draw = memory.shape[0] // draws
-    total = None
+    total = cells.new_zeros(cells.shape[0])
     for draw in range(draws):
         block = memory[draw * per_draw : (draw + 1) * per_draw]
         best = None
@@ -70,9 +70,7 @@ def nearest_memory_map(
             low = dist.min(dim=1).values
             best = low if best is None else torch.minimum(best, low)
         assert best is not None, "an empty memory has no map"
-        best = best.clamp_min(0.0)
-        total = best if total is None else total + best
-    assert total is not None, "a memory of no draws has no map"
+        total = total + best.clamp_min(0.0)
     return (total / (draws * c)).reshape(n, 1, h, w)
 
 
